@@ -1,0 +1,303 @@
+// A throwaway PostgreSQL primary with streaming replicas, for tests, benchmarks and the
+// demo. It runs on free loopback ports in a temp dir and is stopped at the end, also when
+// the process that started it is killed.
+//
+// Replicas are made without pg_basebackup (the embedded binaries do not ship it): the
+// primary is shut down cleanly, its data directory copied, and each copy started with
+// `standby.signal` and a `primary_conninfo`. A clean shutdown leaves a checkpoint both
+// sides agree on, so the copies stream from the primary's very next WAL record.
+import {spawn} from 'node:child_process';
+import {readFileSync, readdirSync} from 'node:fs';
+import {appendFile, chmod, cp, mkdtemp, rm, writeFile} from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import {findBinaries, runAs, serverUser, type PostgresBinaries, type ServerUser} from './postgres-binaries.js';
+
+export interface ServerAddress {
+	readonly name: string;
+	readonly host: string;
+	readonly port: number;
+}
+
+export interface ClusterOptions {
+	/**
+	 * Replay delay of each replica, by position; the default makes the second replica lag.
+	 * @default [0, 1500]
+	 */
+	readonly applyDelaysMs?: readonly number[];
+}
+
+const database = 'multidb_test';
+const superuser = 'postgres';
+
+/** One server of the cluster, with the faults tests inject into it. */
+export class PostgresServer implements ServerAddress {
+	readonly host = '127.0.0.1';
+	readonly #binaries: PostgresBinaries;
+	readonly #user: ServerUser;
+	#running = false;
+
+	constructor(
+		readonly name: string,
+		readonly port: number,
+		readonly dataDir: string,
+		readonly logFile: string,
+		binaries: PostgresBinaries,
+		user: ServerUser,
+	) {
+		this.#binaries = binaries;
+		this.#user = user;
+	}
+
+	get running(): boolean {
+		return this.#running;
+	}
+
+	async start(): Promise<void> {
+		await runAs(this.#user, this.#binaries.pgCtl, ['start', '--wait', '--timeout=60', '-D', this.dataDir, '-l', this.logFile]);
+		this.#running = true;
+	}
+
+	/** `fast` disconnects clients and shuts down cleanly; `immediate` is a crash. */
+	async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+		if (!this.#running) {
+			return;
+		}
+
+		await runAs(this.#user, this.#binaries.pgCtl, ['stop', '--wait', '--timeout=60', '-m', mode, '-D', this.dataDir]);
+		this.#running = false;
+	}
+
+	/** The postmaster's pid, read from the data dir while the server runs. */
+	postmasterPid(): number {
+		return Number(readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+	}
+
+	/**
+	 * Freezes the server: SIGSTOP to the postmaster and every backend, so new and open
+	 * connections hang instead of failing (stopping only the postmaster would hang new
+	 * connections alone).
+	 */
+	freeze(): void {
+		for (const pid of this.#processTree()) {
+			process.kill(pid, 'SIGSTOP');
+		}
+	}
+
+	thaw(): void {
+		for (const pid of this.#processTree()) {
+			process.kill(pid, 'SIGCONT');
+		}
+	}
+
+	#processTree(): number[] {
+		const postmaster = this.postmasterPid();
+		const children = readdirSync('/proc').filter(entry => /^\d+$/.test(entry)).filter(pid => {
+			try {
+				// The parent pid is the 4th field, after the command name in parentheses.
+				const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+				return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === postmaster;
+			} catch {
+				return false;
+			}
+		});
+		return [postmaster, ...children.map(Number)];
+	}
+}
+
+export class LocalCluster {
+	readonly database = database;
+	readonly user = superuser;
+
+	private constructor(
+		readonly root: string,
+		readonly primary: PostgresServer,
+		readonly replicas: readonly PostgresServer[],
+		readonly binaries: PostgresBinaries,
+	) {}
+
+	/** Starts a primary and its replicas; resolves once every replica is streaming. */
+	static async start(options: ClusterOptions = {}): Promise<LocalCluster> {
+		const applyDelaysMs = options.applyDelaysMs ?? [0, 1500];
+		const user = serverUser();
+		const binaries = await findBinaries(user);
+		const root = await mkdtemp(path.join(os.tmpdir(), 'sequelize-multidb-'));
+		const servers: PostgresServer[] = [];
+		const guard = startGuard(root);
+		try {
+			await chmod(root, 0o755);
+			if (user.uid !== undefined) {
+				await runChown(root, user);
+			}
+
+			const ports = await freePorts(1 + applyDelaysMs.length);
+			const primary = new PostgresServer('primary', ports[0], path.join(root, 'primary'), path.join(root, 'primary.log'), binaries, user);
+			await runAs(user, binaries.initdb, ['-D', primary.dataDir, '-U', superuser, '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'], {cwd: root});
+			await appendFile(path.join(primary.dataDir, 'postgresql.conf'), serverSettings(root));
+			await appendFile(path.join(primary.dataDir, 'postgresql.auto.conf'), `port = ${primary.port}\n`);
+			servers.push(primary);
+			await primary.start();
+			await withClient(primary, async client => client.query(`CREATE DATABASE ${database}`), {database: 'postgres'});
+			await primary.stop('fast');
+
+			const replicas = applyDelaysMs.map((delay, index) => {
+				const name = `replica${index + 1}`;
+				return new PostgresServer(name, ports[index + 1], path.join(root, name), path.join(root, `${name}.log`), binaries, user);
+			});
+			for (const [index, replica] of replicas.entries()) {
+				await cp(primary.dataDir, replica.dataDir, {recursive: true, preserveTimestamps: true});
+				await writeFile(path.join(replica.dataDir, 'standby.signal'), '');
+				await appendFile(path.join(replica.dataDir, 'postgresql.auto.conf'), [
+					`port = ${replica.port}`,
+					`primary_conninfo = 'host=127.0.0.1 port=${primary.port} user=${superuser} application_name=${replica.name}'`,
+					`recovery_min_apply_delay = '${applyDelaysMs[index]}ms'`,
+					'',
+				].join('\n'));
+				if (user.uid !== undefined) {
+					await runChown(replica.dataDir, user);
+				}
+			}
+
+			servers.push(...replicas);
+			await Promise.all([primary.start(), ...replicas.map(async replica => replica.start())]);
+			const cluster = new LocalCluster(root, primary, replicas, binaries);
+			cluster.#guard = guard;
+			await cluster.waitForStreaming();
+			return cluster;
+		} catch (error) {
+			await Promise.allSettled(servers.map(async server => server.stop('immediate')));
+			guard.kill();
+			await rm(root, {recursive: true, force: true});
+			throw error;
+		}
+	}
+
+	#guard?: ReturnType<typeof spawn>;
+
+	get servers(): readonly PostgresServer[] {
+		return [this.primary, ...this.replicas];
+	}
+
+	/** A `postgres://` URL of one server of this cluster. */
+	url(server: ServerAddress): string {
+		return `postgres://${superuser}@${server.host}:${server.port}/${database}`;
+	}
+
+	async waitForStreaming(timeoutMs = 30_000): Promise<void> {
+		const deadline = Date.now() + timeoutMs;
+		const expected = this.replicas.filter(replica => replica.running).length;
+		for (;;) {
+			// eslint-disable-next-line no-await-in-loop
+			const {rows} = await withClient(this.primary, async client => client.query<{count: string}>('SELECT count(*) FROM pg_stat_replication WHERE state = \'streaming\''));
+			if (Number(rows[0].count) >= expected) {
+				return;
+			}
+
+			if (Date.now() > deadline) {
+				throw new Error(`Only ${rows[0].count} of ${expected} replicas are streaming after ${timeoutMs} ms (logs in ${this.root})`);
+			}
+
+			// eslint-disable-next-line no-await-in-loop
+			await new Promise(resolve => {
+				setTimeout(resolve, 50);
+			});
+		}
+	}
+
+	async stop(): Promise<void> {
+		for (const server of this.servers) {
+			try {
+				server.thaw();
+			} catch {
+				// Not running, or not frozen.
+			}
+		}
+
+		await Promise.allSettled(this.servers.map(async server => server.stop('immediate')));
+		this.#guard?.kill();
+		await rm(this.root, {recursive: true, force: true});
+	}
+}
+
+/** Runs one query-using function against a server with a short-lived client. */
+export async function withClient<T>(server: ServerAddress, fn: (client: pg.Client) => Promise<T>, options: {database?: string} = {}): Promise<T> {
+	const client = new pg.Client({host: server.host, port: server.port, user: superuser, database: options.database ?? database, connectionTimeoutMillis: 10_000});
+	await client.connect();
+	try {
+		return await fn(client);
+	} finally {
+		await client.end();
+	}
+}
+
+function serverSettings(root: string): string {
+	return [
+		'',
+		'# sequelize-multidb test cluster',
+		'listen_addresses = \'127.0.0.1\'',
+		`unix_socket_directories = '${root}'`,
+		'wal_level = replica',
+		'max_wal_senders = 10',
+		'wal_keep_size = \'1GB\'',
+		'hot_standby = on',
+		'max_connections = 300',
+		'shared_buffers = \'32MB\'',
+		// A throwaway cluster need not survive a power cut. synchronous_commit stays on: with
+		// it off, the WAL position the primary reports can trail a commit it acknowledged.
+		'fsync = off',
+		'full_page_writes = off',
+		'wal_receiver_status_interval = \'1s\'',
+		'log_min_messages = warning',
+		'log_connections = off',
+		'',
+	].join('\n');
+}
+
+async function runChown(target: string, user: ServerUser): Promise<void> {
+	await new Promise<void>((resolve, reject) => {
+		const child = spawn('chown', ['-R', `${user.uid}:${user.gid}`, target], {stdio: 'ignore'});
+		child.once('error', reject);
+		child.once('close', code => {
+			if (code === 0) {
+				resolve();
+			} else {
+				reject(new Error(`chown of ${target} failed`));
+			}
+		});
+	});
+}
+
+/** Reserves distinct free loopback ports (5432 is never handed out by the kernel here). */
+async function freePorts(count: number): Promise<number[]> {
+	const servers = await Promise.all(Array.from({length: count}, async () => new Promise<net.Server>((resolve, reject) => {
+		const server = net.createServer();
+		server.once('error', reject);
+		server.listen(0, '127.0.0.1', () => {
+			resolve(server);
+		});
+	})));
+	const ports = servers.map(server => (server.address() as net.AddressInfo).port);
+	await Promise.all(servers.map(async server => new Promise(resolve => {
+		server.close(resolve);
+	})));
+	return ports;
+}
+
+/**
+ * A detached watchdog that crashes this cluster's servers (SIGQUIT to each postmaster) and
+ * removes its dir once the owning process is gone, however it died. Without it, a test
+ * worker killed by a timeout would leave servers running.
+ */
+function startGuard(root: string): ReturnType<typeof spawn> {
+	const script = [
+		`while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done`,
+		`for pidfile in "${root}"/*/postmaster.pid; do [ -f "$pidfile" ] && kill -QUIT "$(head -n 1 "$pidfile")" 2>/dev/null; done`,
+		'sleep 2',
+		`rm -rf "${root}"`,
+	].join('\n');
+	const guard = spawn('sh', ['-c', script], {detached: true, stdio: 'ignore'});
+	guard.unref();
+	return guard;
+}
