@@ -142,7 +142,7 @@ export class LocalCluster {
 			await withClient(primary, async client => client.query(`CREATE DATABASE ${database}`), {database: 'postgres'});
 			await primary.stop('fast');
 
-			const replicas = applyDelaysMs.map((delay, index) => {
+			const replicas = applyDelaysMs.map((_delay, index) => {
 				const name = `replica${index + 1}`;
 				return new PostgresServer(name, ports[index + 1], path.join(root, name), path.join(root, `${name}.log`), binaries, user);
 			});

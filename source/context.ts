@@ -1,0 +1,137 @@
+// The routing context: what the code running right now asks of the router. It rides on
+// AsyncLocalStorage, so it follows a request through every await and never leaks into a
+// concurrent one (the seed kept it in a thread-local).
+import {AsyncLocalStorage} from 'node:async_hooks';
+import type {RouteReason} from './stats.js';
+import {describe} from './validate.js';
+
+/**
+ * What one flow of work (an HTTP request, a job) has asked for. Mutable, and shared by
+ * every scope of the flow: `pin()` inside a `usePrimaryDb` block pins the whole request.
+ */
+export interface FlowState {
+	/** `pin()` was called in this flow. */
+	pinned: boolean;
+	/** Per-database marks: which `MultiDb` routers this flow pinned or wrote through. */
+	readonly databases: Map<object, DatabaseMarks>;
+}
+
+/** What one flow did or asked of one router. */
+export interface DatabaseMarks {
+	/** Reads of this database go to the primary (a pin cookie, a write request). */
+	pinned: boolean;
+	/** A write query ran through this database in this flow. */
+	wrote: boolean;
+}
+
+/** One query being routed: the router fills it in as it decides, to retry and count. */
+export interface QueryAttempt {
+	/** The router this attempt belongs to (queries of two databases never share one). */
+	readonly router: object;
+	/** Set when the query must run on exactly this replica (`getReplica().query`). */
+	readonly forcedReplica?: object;
+	/** The SQL takes row locks (`FOR UPDATE` / `FOR SHARE`), so it needs the primary. */
+	readonly lockingRead?: boolean;
+	/** Why the router sent the query where it did; filled in at connection acquire. */
+	reason?: RouteReason;
+}
+
+export interface RoutingScope {
+	/** Inside `usePrimaryDb`: every query goes to the primary. */
+	readonly primaryOnly: boolean;
+	/** Absent for a query run outside any flow (no request, no `pin()`). */
+	readonly flow?: FlowState;
+	readonly attempt?: QueryAttempt;
+}
+
+// One storage per process, however many copies of this package are loaded: the ESM and
+// the CommonJS builds must agree, or a `usePrimaryDb` imported one way would not govern a
+// router installed the other way (the dual-package hazard).
+const storageKey = Symbol.for('sequelize-multidb.routing-context.v1');
+type GlobalWithStorage = typeof globalThis & {[storageKey]?: AsyncLocalStorage<RoutingScope>};
+const globalWithStorage = globalThis as GlobalWithStorage;
+const storage = globalWithStorage[storageKey] ??= new AsyncLocalStorage<RoutingScope>();
+
+export function newFlow(): FlowState {
+	return {pinned: false, databases: new Map()};
+}
+
+export function currentScope(): RoutingScope | undefined {
+	return storage.getStore();
+}
+
+/** Runs `fn` in a scope derived from the current one. */
+export function runInScope<T>(scope: RoutingScope, fn: () => T): T {
+	return storage.run(scope, fn);
+}
+
+/** Runs `fn` as a new flow (a request): nothing the caller pinned or wrote carries in. */
+export function runInNewFlow<T>(fn: () => T, flow: FlowState = newFlow()): T {
+	return storage.run({primaryOnly: false, flow}, fn);
+}
+
+/** The marks of one database in the current flow, created on first use. */
+export function marksOf(flow: FlowState, database: object): DatabaseMarks {
+	let marks = flow.databases.get(database);
+	if (!marks) {
+		marks = {pinned: false, wrote: false};
+		flow.databases.set(database, marks);
+	}
+
+	return marks;
+}
+
+/**
+ * Runs `fn` with every query sent to the primary and returns its result. Nests: an inner
+ * block ending leaves an outer one in force (the seed's `use_primary_db` unpinned the
+ * thread when any block ended). The previous state comes back on return and on throw.
+ */
+export function usePrimaryDb<T>(fn: () => T): T {
+	if (typeof fn !== 'function') {
+		throw new TypeError(`Expected \`fn\` to be a function, got ${describe(fn)}`);
+	}
+
+	return storage.run({primaryOnly: true, flow: currentScope()?.flow}, fn);
+}
+
+/** `usePrimaryDb.wrap(fn)`: a function that runs `fn` inside `usePrimaryDb` on every call. */
+usePrimaryDb.wrap = function wrap<Arguments extends unknown[], Result>(fn: (...arguments_: Arguments) => Result): (...arguments_: Arguments) => Result {
+	if (typeof fn !== 'function') {
+		throw new TypeError(`Expected \`fn\` to be a function, got ${describe(fn)}`);
+	}
+
+	return function primaryOnly(this: unknown, ...arguments_: Arguments): Result {
+		return usePrimaryDb(() => fn.apply(this, arguments_));
+	};
+};
+
+/**
+ * Pins the current flow: its reads go to the primary until `unpin()` or the flow ends.
+ * Called outside any flow, it starts one that lasts for the rest of the current
+ * asynchronous execution (like the seed's `pin_this_thread`).
+ */
+export function pin(): void {
+	flowForChange().pinned = true;
+}
+
+/** Undoes `pin()`. It does not end an enclosing `usePrimaryDb` block. */
+export function unpin(): void {
+	flowForChange().pinned = false;
+}
+
+/** Whether reads in the current context go to the primary (`pin()` or `usePrimaryDb`). */
+export function isPinned(): boolean {
+	const scope = currentScope();
+	return scope !== undefined && (scope.primaryOnly || scope.flow?.pinned === true);
+}
+
+function flowForChange(): FlowState {
+	const scope = currentScope();
+	if (scope?.flow) {
+		return scope.flow;
+	}
+
+	const flow = newFlow();
+	storage.enterWith({primaryOnly: scope?.primaryOnly ?? false, flow});
+	return flow;
+}

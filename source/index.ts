@@ -1,0 +1,7 @@
+export {multidb} from './multidb.js';
+export type {MultiDb, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions} from './multidb.js';
+export {usePrimaryDb, pin, unpin, isPinned} from './context.js';
+export type {MultiDbOptions} from './options.js';
+export type {RouteReason, RouteStats} from './stats.js';
+export {MultiDbError} from './errors.js';
+export type {MultiDbErrorCode} from './errors.js';

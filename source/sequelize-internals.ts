@@ -1,0 +1,75 @@
+// The parts of Sequelize v6's private API the router stands on, typed in one place and
+// checked once at install, so an incompatible Sequelize fails loudly at `multidb()` rather
+// than misrouting a query later. See node_modules/sequelize/lib/dialects/abstract/
+// connection-manager.js: with `replication` configured, `pool` is an object holding a
+// `read` and a `write` pool and dispatching on `connection.queryType`.
+import type {Sequelize} from 'sequelize';
+
+/** A pooled connection as Sequelize sees it (a node-postgres Client plus tags). */
+export interface PooledConnection {
+	queryType?: 'read' | 'write';
+	uuid?: string;
+}
+
+/** What `connection.pool.read` must offer; our `ReplicaPool` implements it. */
+export interface ReadPool {
+	acquire(): Promise<PooledConnection>;
+	release(connection: PooledConnection): void;
+	destroy(connection: PooledConnection): Promise<void>;
+	drain(): Promise<void>;
+	destroyAllNow(): Promise<void>;
+}
+
+export interface ReplicationPools {
+	read: ReadPool;
+	write: ReadPool;
+}
+
+/** A connection config after Sequelize merged the top-level options into it. */
+export interface ConnectionConfig {
+	host?: string;
+	port?: number | string;
+	database?: string;
+	username?: string;
+	password?: string;
+	[key: string]: unknown;
+}
+
+export interface PoolConfig {
+	max: number;
+	min: number;
+	idle: number;
+	acquire: number;
+	evict: number;
+	maxUses?: number;
+	validate: (connection: PooledConnection) => boolean;
+}
+
+export interface ConnectionManagerInternals {
+	pool: ReplicationPools | ReadPool;
+	config: {
+		pool: PoolConfig;
+		replication?: false | {read: ConnectionConfig[]; write: ConnectionConfig};
+	};
+	_connect(config: ConnectionConfig): Promise<PooledConnection>;
+	_disconnect(connection: PooledConnection): Promise<void>;
+}
+
+/** The query object handed to the `afterQuery` hook. */
+export interface QueryInternals {
+	connection: PooledConnection;
+	sql?: string;
+}
+
+export function connectionManagerOf(sequelize: Sequelize): ConnectionManagerInternals {
+	const manager = (sequelize as unknown as {connectionManager?: Partial<ConnectionManagerInternals>}).connectionManager;
+	if (!manager || typeof manager._connect !== 'function' || typeof manager._disconnect !== 'function' || !manager.pool || !manager.config?.pool) {
+		throw new TypeError('Expected `sequelize` to be a Sequelize 6 instance with a connection manager; this Sequelize version is not supported');
+	}
+
+	return manager as ConnectionManagerInternals;
+}
+
+export function hasReplicationPools(pool: ReplicationPools | ReadPool): pool is ReplicationPools {
+	return 'read' in pool && 'write' in pool;
+}

@@ -1,0 +1,58 @@
+// Counts of routed queries: where each went and why. Counting is a couple of integer
+// increments per query; snapshots are copies, so callers can keep and diff them.
+
+/** Why the router sent a query where it did. */
+export type RouteReason =
+	/** A read on a replica, the next in round-robin order. */
+	| 'round-robin'
+	/** A read on the replica that `getReplica()` returned, through its `query()`. */
+	| 'chosen-replica'
+	/** A query inside a `readOnly` transaction, which runs on a replica. */
+	| 'read-only-transaction'
+	/** Not a read: an insert, update, delete, upsert, DDL, or a raw query not typed SELECT. */
+	| 'write'
+	/** A query inside a read-write transaction, which runs on the primary. */
+	| 'transaction'
+	/** `SELECT ... FOR UPDATE` / `FOR SHARE` (the `lock` option), which needs the primary. */
+	| 'locking-read'
+	/** A read in a pinned context: `usePrimaryDb`, `pin()`, or a request pinned by `pinning()`. */
+	| 'pinned'
+	/** A read whose caller passed Sequelize's own `useMaster: true`. */
+	| 'use-master'
+	/** A read on the primary because no replica is configured. */
+	| 'no-replicas';
+
+export interface RouteStats {
+	/** Queries counted since `multidb()` was called. */
+	readonly queries: number;
+	/** Queries per target: `primary` and each replica by name. */
+	readonly byTarget: Readonly<Record<string, number>>;
+	/** Queries per reason. */
+	readonly byReason: Readonly<Partial<Record<RouteReason, number>>>;
+}
+
+export class StatsRecorder {
+	#queries = 0;
+	readonly #byTarget = new Map<string, number>();
+	readonly #byReason = new Map<RouteReason, number>();
+
+	constructor(targets: readonly string[]) {
+		for (const target of targets) {
+			this.#byTarget.set(target, 0);
+		}
+	}
+
+	record(target: string, reason: RouteReason): void {
+		this.#queries++;
+		this.#byTarget.set(target, (this.#byTarget.get(target) ?? 0) + 1);
+		this.#byReason.set(reason, (this.#byReason.get(reason) ?? 0) + 1);
+	}
+
+	snapshot(): RouteStats {
+		return {
+			queries: this.#queries,
+			byTarget: Object.fromEntries(this.#byTarget),
+			byReason: Object.fromEntries(this.#byReason),
+		};
+	}
+}

@@ -1,0 +1,193 @@
+import test from 'ava';
+import {DataTypes, QueryTypes, Transaction, type Sequelize} from 'sequelize';
+import {multidb} from '../source/index.js';
+import {sharedCluster, type ClusterEndpoints} from './helpers/shared-cluster.js';
+import {answeringServer, countBy, newSequelize, recordServers, uniqueName, type TestSequelizeOptions} from './helpers/sequelize.js';
+
+const cluster = await sharedCluster();
+
+function setup(t: {teardown: (fn: () => Promise<void>) => void}, options: TestSequelizeOptions = {}, endpoints: ClusterEndpoints = cluster): Sequelize {
+	const sequelize = newSequelize(endpoints, options);
+	t.teardown(async () => sequelize.close());
+	return sequelize;
+}
+
+/** A read-only model over a system catalog: it exists on every server at once, lag or not. */
+function defineCatalogModel(sequelize: Sequelize) {
+	return sequelize.define('Database', {datname: {type: DataTypes.STRING, primaryKey: true}}, {tableName: 'pg_database', timestamps: false});
+}
+
+async function sequentialReads(sequelize: Sequelize, count: number): Promise<string[]> {
+	const servers: string[] = [];
+	for (let index = 0; index < count; index++) {
+		// eslint-disable-next-line no-await-in-loop
+		servers.push(await answeringServer(sequelize, cluster));
+	}
+
+	return servers;
+}
+
+test('twenty sequential reads over two replicas land ten and ten', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const servers = await sequentialReads(sequelize, 20);
+	t.deepEqual(countBy(servers), {replica1: 10, replica2: 10});
+});
+
+test('Sequelize\'s own replication sends sequential reads to one replica (the baseline this router fixes)', async t => {
+	const sequelize = setup(t);
+	const servers = await sequentialReads(sequelize, 20);
+	t.is(Object.keys(countBy(servers)).length, 1);
+});
+
+test('round-robin alternates replicas query by query in a fixed order', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize, {shuffle: false});
+	const servers = await sequentialReads(sequelize, 6);
+	t.deepEqual(servers, ['replica1', 'replica2', 'replica1', 'replica2', 'replica1', 'replica2']);
+});
+
+test('model finders and counts go to the replicas', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const Database = defineCatalogModel(sequelize);
+	const log = recordServers(sequelize, cluster);
+	await Database.findAll();
+	await Database.findOne({where: {datname: cluster.primary.database}});
+	await Database.count();
+	await Database.findByPk(cluster.primary.database);
+	await Database.findAndCountAll();
+	t.true(log.length >= 5);
+	t.true(log.every(entry => entry.server.startsWith('replica')), JSON.stringify(log));
+	t.deepEqual(Object.keys(countBy(log.map(entry => entry.server))).sort(), ['replica1', 'replica2']);
+});
+
+test('every kind of write goes to the primary', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const Post = sequelize.define('Post', {title: DataTypes.STRING, likes: {type: DataTypes.INTEGER, defaultValue: 0}}, {tableName: uniqueName('posts')});
+	const log = recordServers(sequelize, cluster);
+	await Post.sync();
+	const post = await Post.create({title: 'a'});
+	await Post.bulkCreate([{title: 'b'}, {title: 'c'}]);
+	await Post.update({title: 'd'}, {where: {id: post.get('id') as number}});
+	await Post.upsert({id: post.get('id') as number, title: 'e'});
+	await post.increment('likes');
+	await Post.destroy({where: {title: 'b'}});
+	await sequelize.query(`CREATE INDEX ON "${Post.tableName}" (title)`);
+	await sequelize.query(`INSERT INTO "${Post.tableName}" (title, "createdAt", "updatedAt") VALUES ('raw', now(), now())`);
+	await Post.drop();
+	const writes = log.filter(entry => !/^\s*SELECT/i.test(entry.sql));
+	t.true(writes.length >= 10, JSON.stringify(log));
+	t.deepEqual(countBy(log.map(entry => entry.server)), {primary: log.length});
+});
+
+test('a raw query without a type goes to the primary, even a SELECT', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const [rows] = await sequelize.query('SELECT pg_is_in_recovery() AS "inRecovery"');
+	t.deepEqual(rows, [{inRecovery: false}]);
+});
+
+test('SELECT ... FOR UPDATE and FOR SHARE go to the primary', async t => {
+	const sequelize = setup(t);
+	const db = multidb(sequelize);
+	const Post = sequelize.define('Post', {title: DataTypes.STRING}, {tableName: uniqueName('posts')});
+	await Post.sync();
+	const before = db.stats().queries;
+	const log = recordServers(sequelize, cluster);
+	await Post.findAll({lock: true});
+	await Post.findAll({lock: Transaction.LOCK.SHARE});
+	await sequelize.query(`SELECT * FROM "${Post.tableName}" FOR NO KEY UPDATE`, {type: QueryTypes.SELECT});
+	await sequelize.query(`SELECT * FROM "${Post.tableName}" FOR KEY SHARE SKIP LOCKED`, {type: QueryTypes.SELECT});
+	t.deepEqual(log.map(entry => entry.server), ['primary', 'primary', 'primary', 'primary']);
+	t.is(db.stats().queries - before, 4);
+	t.is(db.stats().byReason['locking-read'], 4);
+});
+
+test('every query of a transaction goes to the primary, reads included', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const log = recordServers(sequelize, cluster);
+	const Database = defineCatalogModel(sequelize);
+	await sequelize.transaction(async transaction => {
+		await Database.findAll({transaction});
+		await sequelize.query('SELECT 1', {type: QueryTypes.SELECT, transaction});
+	});
+	t.true(log.length >= 4); // BEGIN, two reads, COMMIT
+	t.deepEqual(countBy(log.map(entry => entry.server)), {primary: log.length});
+});
+
+test('a readOnly transaction runs on a replica', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const log = recordServers(sequelize, cluster);
+	await sequelize.transaction({readOnly: true}, async transaction => {
+		await sequelize.query('SELECT 1', {type: QueryTypes.SELECT, transaction});
+	});
+	const servers = new Set(log.map(entry => entry.server));
+	t.is(servers.size, 1);
+	t.true([...servers][0].startsWith('replica'));
+});
+
+test('beforeConnect and afterConnect hooks fire for replica connections', async t => {
+	const sequelize = setup(t);
+	const before: number[] = [];
+	const after: number[] = [];
+	sequelize.addHook('beforeConnect', config => {
+		before.push(Number(config.port));
+	});
+	sequelize.addHook('afterConnect', (_connection, config) => {
+		after.push(Number((config as {port?: unknown}).port));
+	});
+	multidb(sequelize);
+	await sequentialReads(sequelize, 2);
+	const replicaPorts = cluster.replicas.map(replica => replica.port).sort();
+	t.deepEqual([...new Set(before)].filter(port => port !== cluster.primary.port).sort(), replicaPorts);
+	t.deepEqual([...new Set(after)].filter(port => port !== cluster.primary.port).sort(), replicaPorts);
+});
+
+test('pool options apply to each replica: max 1 means one connection per replica', async t => {
+	const sequelize = setup(t, {pool: {max: 1}});
+	multidb(sequelize);
+	const rows = await Promise.all(Array.from({length: 12}, async () => sequelize.query<{pid: number; port: number}>('SELECT pg_backend_pid() AS pid, inet_server_port() AS port', {type: QueryTypes.SELECT, plain: true})));
+	const pidsByPort = new Map<number, Set<number>>();
+	for (const row of rows) {
+		pidsByPort.set(row!.port, (pidsByPort.get(row!.port) ?? new Set()).add(row!.pid));
+	}
+
+	t.deepEqual([...pidsByPort.keys()].sort(), cluster.replicas.map(replica => replica.port).sort());
+	t.true([...pidsByPort.values()].every(pids => pids.size === 1));
+});
+
+test('two Sequelize instances have independent routers', async t => {
+	const first = setup(t);
+	const second = setup(t);
+	const firstDb = multidb(first, {shuffle: false});
+	const secondDb = multidb(second, {shuffle: false});
+	t.is(await answeringServer(first, cluster), 'replica1');
+	// The second instance's cursor did not move with the first's.
+	t.is(await answeringServer(second, cluster), 'replica1');
+	t.is(await answeringServer(first, cluster), 'replica2');
+	t.is(firstDb.stats().queries, 2);
+	t.is(secondDb.stats().queries, 1);
+});
+
+test('stats count queries per target and per reason', async t => {
+	const sequelize = setup(t);
+	const db = multidb(sequelize, {shuffle: false});
+	await sequentialReads(sequelize, 4);
+	await sequelize.query('SELECT 1 FOR UPDATE', {type: QueryTypes.SELECT});
+	await sequelize.query('CREATE TEMPORARY TABLE scratch (x int)');
+	const stats = db.stats();
+	t.is(stats.queries, 6);
+	t.deepEqual(stats.byTarget, {primary: 2, [db.replicas[0].name]: 2, [db.replicas[1].name]: 2});
+	t.deepEqual(stats.byReason, {'round-robin': 4, 'locking-read': 1, write: 1});
+});
+
+test('replicas are named host:port and listed without passwords', async t => {
+	const sequelize = setup(t);
+	const db = multidb(sequelize, {shuffle: false});
+	t.deepEqual(db.replicas.map(replica => replica.name), cluster.replicas.map(replica => `${replica.host}:${replica.port}`));
+	t.false(JSON.stringify(db.replicas).includes('password'));
+});
