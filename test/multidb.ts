@@ -1,6 +1,6 @@
 import test from 'ava';
-import {DataTypes, QueryTypes, Transaction, type Sequelize} from 'sequelize';
-import {multidb} from '../source/index.js';
+import {DataTypes, QueryTypes, Sequelize, Transaction} from 'sequelize';
+import {MultiDbError, multidb, usePrimaryDb} from '../source/index.js';
 import {sharedCluster, type ClusterEndpoints} from './helpers/shared-cluster.js';
 import {answeringServer, countBy, newSequelize, recordServers, uniqueName, type TestSequelizeOptions} from './helpers/sequelize.js';
 
@@ -190,4 +190,93 @@ test('replicas are named host:port and listed without passwords', async t => {
 	const db = multidb(sequelize, {shuffle: false});
 	t.deepEqual(db.replicas.map(replica => replica.name), cluster.replicas.map(replica => `${replica.host}:${replica.port}`));
 	t.false(JSON.stringify(db.replicas).includes('password'));
+});
+
+test('getReplica returns replicas in round-robin order, and its query runs on exactly that replica', async t => {
+	const sequelize = setup(t);
+	const db = multidb(sequelize, {shuffle: false});
+	const first = db.getReplica();
+	const second = db.getReplica();
+	const third = db.getReplica();
+	t.deepEqual([first.name, second.name, third.name], [db.replicas[0].name, db.replicas[1].name, db.replicas[0].name]);
+	t.deepEqual(
+		{host: first.host, port: first.port, database: first.database, username: first.username},
+		{host: cluster.replicas[0].host, port: cluster.replicas[0].port, database: cluster.replicas[0].database, username: cluster.replicas[0].username},
+	);
+	t.false('password' in first);
+	for (const replica of [first, second, first, second]) {
+		// eslint-disable-next-line no-await-in-loop
+		const rows = await replica.query<{port: number}>('SELECT inet_server_port() AS port');
+		t.deepEqual(rows, [{port: replica.port}]);
+	}
+});
+
+test('a replica from getReplica is used even where reads are pinned', async t => {
+	const sequelize = setup(t);
+	const db = multidb(sequelize);
+	const replica = db.getReplica();
+	const rows = await usePrimaryDb(async () => replica.query<{port: number}>('SELECT inet_server_port() AS port'));
+	t.deepEqual(rows, [{port: replica.port}]);
+	t.is(db.stats().byReason['chosen-replica'], 1);
+});
+
+test('a replica query refuses a transaction and a non-string SQL', async t => {
+	const sequelize = setup(t);
+	const db = multidb(sequelize);
+	const replica = db.getReplica();
+	await t.throwsAsync(replica.query(42 as unknown as string), {instanceOf: TypeError, message: 'Expected `sql` to be a string, got 42 (number)'});
+	await sequelize.transaction(async transaction => {
+		await t.throwsAsync(replica.query('SELECT 1', {transaction} as never), {instanceOf: TypeError, message: /cannot run in a transaction/});
+	});
+});
+
+for (const [label, replicas] of [['no replication config', false], ['an empty replication.read', []]] as const) {
+	// Serial: a process warning reaches every listener, so two of these at once would see both.
+	test.serial(`with ${label}, multidb warns once and sends reads to the primary`, async t => {
+		const warnings: Error[] = [];
+		const onWarning = (warning: Error) => {
+			if ((warning as {code?: string}).code === 'MULTIDB_NO_REPLICAS') {
+				warnings.push(warning);
+			}
+		};
+
+		process.on('warning', onWarning);
+		t.teardown(() => process.off('warning', onWarning));
+		const sequelize = setup(t, {replicas});
+		const db = multidb(sequelize);
+		const servers = await sequentialReads(sequelize, 3);
+		await new Promise(resolve => {
+			setImmediate(resolve);
+		});
+		t.deepEqual(servers, ['primary', 'primary', 'primary']);
+		t.is(warnings.length, 1);
+		t.is(warnings[0].name, 'SequelizeMultiDbWarning');
+		t.deepEqual(db.replicas, []);
+		t.deepEqual(db.stats().byReason, {'no-replicas': 3});
+		t.throws(() => db.getReplica(), {instanceOf: MultiDbError, code: 'MULTIDB_NO_REPLICAS'} as never);
+	});
+}
+
+test('multidb refuses a Sequelize instance it is already installed on', t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	t.throws(() => multidb(sequelize), {instanceOf: TypeError, message: /already installed/});
+});
+
+test('multidb refuses what is not a Sequelize instance', t => {
+	t.throws(() => multidb({} as Sequelize), {instanceOf: TypeError, message: 'Expected `sequelize` to be a Sequelize instance, got an object'});
+	t.throws(() => multidb(undefined as unknown as Sequelize), {instanceOf: TypeError, message: 'Expected `sequelize` to be a Sequelize instance, got undefined'});
+});
+
+test('multidb refuses a dialect other than postgres', t => {
+	// `dialectModule` stands in for the mysql2 driver, which is never loaded: no connection is made.
+	const sequelize = new Sequelize('db', 'user', 'password', {dialect: 'mysql', dialectModule: {}, logging: false});
+	t.throws(() => multidb(sequelize), {instanceOf: TypeError, message: 'Expected `sequelize` to use the `postgres` dialect, got "mysql" (string)'});
+});
+
+test('getReplica after close is an error with a code', async t => {
+	const sequelize = newSequelize(cluster);
+	const db = multidb(sequelize);
+	await sequelize.close();
+	t.throws(() => db.getReplica(), {instanceOf: MultiDbError, code: 'MULTIDB_CLOSED'} as never);
 });
