@@ -1,10 +1,15 @@
-// `npm test`: starts the shared test cluster (unless MULTIDB_TEST_PRIMARY/REPLICAS point at
+// `npm test`: builds the package, starts the shared test cluster (unless MULTIDB_TEST_PRIMARY/REPLICAS point at
 // one), runs ava with the TAP reporter, stops the cluster, and ends with the plain line
 // `N passed, N failed` that CI reads. Extra arguments go to ava (`npm test -- test/x.ts`).
 import {spawn} from 'node:child_process';
 import {createInterface} from 'node:readline';
 import {LocalCluster} from '../test/helpers/cluster.js';
 import {clusterEnvironment} from '../test/helpers/shared-cluster.js';
+
+// test/package.ts loads the built package as users do. CI builds just before.
+if (!process.env.MULTIDB_TEST_SKIP_BUILD) {
+	await import('./build.js');
+}
 
 const usesExistingCluster = Boolean(process.env.MULTIDB_TEST_PRIMARY && process.env.MULTIDB_TEST_REPLICAS);
 let cluster: LocalCluster | undefined;

@@ -10,7 +10,7 @@ import {currentScope, marksOf, runInScope, type QueryAttempt, type RoutingScope}
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {isLockingRead, isWriteQuery} from './query-kind.js';
-import {Replica, ReplicaPool} from './replica-pool.js';
+import {type Replica, ReplicaPool} from './replica-pool.js';
 import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type QueryInternals} from './sequelize-internals.js';
 import {StatsRecorder, type RouteReason, type RouteStats} from './stats.js';
 import {describe} from './validate.js';
@@ -74,31 +74,28 @@ export class MultiDb {
 
 		this.#stats = new StatsRecorder(['primary', ...this.#replicaPool?.replicas.map(replica => replica.name) ?? []]);
 		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', options_ => {
-			this.#route(options_ as unknown as AcquireOptions);
+			this.#route(options_);
 		});
 		sequelize.addHook('afterQuery', 'sequelize-multidb', (options_, query) => {
-			this.#afterQuery(options_, query as unknown as QueryInternals);
+			this.#afterQuery(options_, query);
 		});
 
 		const originalQuery = sequelize.query.bind(sequelize) as QueryFunction;
 		this.#originalQuery = originalQuery;
-		const router = this;
-		const routedQuery: QueryFunction = async function query(sql, queryOptions) {
+		const routedQuery: QueryFunction = async (sql, queryOptions) => {
 			const scope = currentScope();
-			const attempt: QueryAttempt = {router, lockingRead: isLockingRead(sqlText(sql))};
+			const attempt: QueryAttempt = {router: this, lockingRead: isLockingRead(sqlText(sql))};
 			return runInScope({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, attempt}, async () => originalQuery(sql, queryOptions));
 		};
 
 		Object.defineProperty(sequelize, 'query', {value: routedQuery, writable: true, configurable: true});
 		const originalClose = sequelize.close.bind(sequelize);
-		Object.defineProperty(sequelize, 'close', {
-			value: async function close() {
-				await router.close();
-				return originalClose();
-			},
-			writable: true,
-			configurable: true,
-		});
+		const closeBoth = async () => {
+			await this.close();
+			await originalClose();
+		};
+
+		Object.defineProperty(sequelize, 'close', {value: closeBoth, writable: true, configurable: true});
 		log('installed with %d replica(s): %o', this.#replicaPool?.replicas.length ?? 0, this.#replicaPool?.replicas.map(replica => replica.name));
 	}
 
@@ -132,6 +129,7 @@ export class MultiDb {
 	/** Stops background work. `sequelize.close()` calls it too, and also closes the pools. */
 	async close(): Promise<void> {
 		this.#closed = true;
+		return Promise.resolve();
 	}
 
 	/** Whether reads of this database go to the primary in the given scope. */
@@ -239,8 +237,12 @@ export function multidb(sequelize: Sequelize, options?: MultiDbOptions): MultiDb
 }
 
 function checkSequelize(sequelize: unknown): asserts sequelize is Sequelize {
-	const candidate = sequelize as Partial<Sequelize> | undefined;
-	if (typeof candidate !== 'object' || candidate === null || typeof candidate.getDialect !== 'function' || typeof candidate.addHook !== 'function') {
+	if (typeof sequelize !== 'object' || sequelize === null) {
+		throw new TypeError(`Expected \`sequelize\` to be a Sequelize instance, got ${describe(sequelize)}`);
+	}
+
+	const candidate = sequelize as Partial<Sequelize>;
+	if (typeof candidate.getDialect !== 'function' || typeof candidate.addHook !== 'function') {
 		throw new TypeError(`Expected \`sequelize\` to be a Sequelize instance, got ${describe(sequelize)}`);
 	}
 
@@ -249,8 +251,8 @@ function checkSequelize(sequelize: unknown): asserts sequelize is Sequelize {
 		throw new TypeError(`Expected \`sequelize\` to use the \`postgres\` dialect, got ${describe(dialect)}`);
 	}
 
-	const version = String((candidate.constructor as {version?: unknown}).version ?? '');
-	const [major, minor] = version.split('.').map(Number);
+	const {version} = candidate.constructor as {version?: unknown};
+	const [major, minor] = typeof version === 'string' ? version.split('.').map(Number) : [];
 	if (major !== 6 || minor < 31) {
 		throw new TypeError(`Expected Sequelize >= 6.31 and < 7 (for the \`beforePoolAcquire\` hook), got ${describe(version)}`);
 	}

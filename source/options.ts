@@ -23,7 +23,7 @@ export function resolveMultiDbOptions(options: unknown): ResolvedMultiDbOptions 
 	const given = checkOptionsObject('options', options, knownOptions);
 	const merged = {...multidbDefaults, ...withoutUndefined(given)};
 	checkBoolean('shuffle', merged.shuffle);
-	return Object.freeze(merged) as ResolvedMultiDbOptions;
+	return Object.freeze(merged);
 }
 
 /** `{x: undefined}` means "use the default", as if the key were absent. */

@@ -41,6 +41,7 @@ test('usePrimaryDb restores the previous state when fn throws', async t => {
 	const sequelize = setup(t);
 	await t.throwsAsync(usePrimaryDb(async () => {
 		t.true(isPinned());
+		await delay(1);
 		throw new Error('boom');
 	}), {message: 'boom'});
 	t.false(isPinned());
@@ -54,18 +55,17 @@ test('usePrimaryDb works with synchronous functions too', t => {
 
 test('usePrimaryDb.wrap returns a function that runs inside usePrimaryDb, keeping this and arguments', async t => {
 	const sequelize = setup(t);
-	const target = {
-		prefix: 'server:',
-		async read(this: {prefix: string}, suffix: string) {
-			return `${this.prefix}${await answeringServer(sequelize, cluster)}${suffix}`;
-		},
-	};
-	const wrapped = usePrimaryDb.wrap(target.read);
+	async function read(this: {prefix: string}, suffix: string) {
+		return `${this.prefix}${await answeringServer(sequelize, cluster)}${suffix}`;
+	}
+
+	const target = {prefix: 'server:'};
+	const wrapped = usePrimaryDb.wrap(read);
 	t.is(await wrapped.call(target, '!'), 'server:primary!');
 });
 
 test('usePrimaryDb rejects what is not a function', t => {
-	t.throws(() => usePrimaryDb('nope' as unknown as () => void), {instanceOf: TypeError, message: 'Expected `fn` to be a function, got "nope" (string)'});
+	t.throws(() => { usePrimaryDb('nope' as unknown as () => void); }, {instanceOf: TypeError, message: 'Expected `fn` to be a function, got "nope" (string)'});
 	t.throws(() => usePrimaryDb.wrap(undefined as unknown as () => void), {instanceOf: TypeError, message: 'Expected `fn` to be a function, got undefined'});
 });
 
@@ -125,7 +125,7 @@ test('unpin() inside usePrimaryDb does not end the block', async t => {
 test('pin() inside usePrimaryDb pins the whole flow', async t => {
 	const sequelize = setup(t);
 	const server = await runInNewFlow(async () => {
-		await usePrimaryDb(async () => {
+		usePrimaryDb(() => {
 			pin();
 		});
 		return answeringServer(sequelize, cluster);

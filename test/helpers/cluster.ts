@@ -189,7 +189,7 @@ export class LocalCluster {
 		const deadline = Date.now() + timeoutMs;
 		const expected = this.replicas.filter(replica => replica.running).length;
 		for (;;) {
-			// eslint-disable-next-line no-await-in-loop
+			 
 			const {rows} = await withClient(this.primary, async client => client.query<{count: string}>('SELECT count(*) FROM pg_stat_replication WHERE state = \'streaming\''));
 			if (Number(rows[0].count) >= expected) {
 				return;
@@ -199,7 +199,7 @@ export class LocalCluster {
 				throw new Error(`Only ${rows[0].count} of ${expected} replicas are streaming after ${timeoutMs} ms (logs in ${this.root})`);
 			}
 
-			// eslint-disable-next-line no-await-in-loop
+			 
 			await new Promise(resolve => {
 				setTimeout(resolve, 50);
 			});

@@ -56,7 +56,7 @@ export function recordServers(sequelize: Sequelize, cluster: ClusterEndpoints): 
 	return log;
 }
 
-export function countBy<T>(items: readonly T[]): Record<string, number> {
+export function countBy(items: readonly unknown[]): Record<string, number> {
 	const counts: Record<string, number> = {};
 	for (const item of items) {
 		counts[String(item)] = (counts[String(item)] ?? 0) + 1;
