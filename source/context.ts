@@ -10,8 +10,14 @@ import {describe} from './validate.js';
  * every scope of the flow: `pin()` inside a `usePrimaryDb` block pins the whole request.
  */
 export interface FlowState {
-	/** `pin()` was called in this flow. */
+	/** `pin()` was called in this flow, or a `dbWrite` handler ran: every database is pinned. */
 	pinned: boolean;
+	/** A write query ran in this flow, through any database. */
+	wrote: boolean;
+	/** A handler wrapped in `dbWrite` ran: the response pins the client. */
+	markedAsWrite: boolean;
+	/** What started the flow (the Koa context of a request), so nested middleware can join it. */
+	readonly owner?: object;
 	/** Per-database marks: which `MultiDb` routers this flow pinned or wrote through. */
 	readonly databases: Map<object, DatabaseMarks>;
 }
@@ -52,8 +58,8 @@ type GlobalWithStorage = typeof globalThis & {[storageKey]?: AsyncLocalStorage<R
 const globalWithStorage = globalThis as GlobalWithStorage;
 const storage = globalWithStorage[storageKey] ??= new AsyncLocalStorage<RoutingScope>();
 
-export function newFlow(): FlowState {
-	return {pinned: false, databases: new Map()};
+export function newFlow(owner?: object): FlowState {
+	return {pinned: false, wrote: false, markedAsWrite: false, owner, databases: new Map()};
 }
 
 export function currentScope(): RoutingScope | undefined {

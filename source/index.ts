@@ -1,7 +1,8 @@
 export {multidb} from './multidb.js';
 export type {MultiDb, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions} from './multidb.js';
 export {usePrimaryDb, pin, unpin, isPinned} from './context.js';
-export type {MultiDbOptions} from './options.js';
+export {pinning, dbWrite} from './koa.js';
+export type {MultiDbOptions, PinningOptions} from './options.js';
 export type {RouteReason, RouteStats} from './stats.js';
 export {MultiDbError} from './errors.js';
 export type {MultiDbErrorCode} from './errors.js';

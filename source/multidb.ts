@@ -13,12 +13,13 @@ import {isLockingRead, isWriteQuery} from './query-kind.js';
 import {type Replica, ReplicaPool} from './replica-pool.js';
 import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type QueryInternals} from './sequelize-internals.js';
 import {StatsRecorder, type RouteReason, type RouteStats} from './stats.js';
-import {describe} from './validate.js';
+import {describe, routerBrand} from './validate.js';
 
 const log = createDebug('sequelize-multidb:router');
 
 /** Marks an instance as taken, across the ESM and CommonJS builds of this package. */
 const installedKey = Symbol.for('sequelize-multidb.installed');
+
 
 /** Reasons whose reads must not use a replica: they set Sequelize's `useMaster`. */
 const primaryReadReasons = new Set<RouteReason>(['use-master', 'locking-read', 'no-replicas', 'pinned']);
@@ -51,6 +52,7 @@ interface AcquireOptions {
 type QueryFunction = (sql: unknown, options?: unknown) => Promise<unknown>;
 
 export class MultiDb {
+	readonly [routerBrand] = true;
 	readonly sequelize: Sequelize;
 	readonly options: ResolvedMultiDbOptions;
 	readonly #replicaPool: ReplicaPool | undefined;
@@ -132,13 +134,18 @@ export class MultiDb {
 		return Promise.resolve();
 	}
 
-	/** Whether reads of this database go to the primary in the given scope. */
+	/**
+	 * Whether reads of this database go to the primary in the given scope: `usePrimaryDb`,
+	 * `pin()`, a pinned request, or a flow that already wrote through this database (its
+	 * later reads must see that write).
+	 */
 	#readsPinned(scope: RoutingScope | undefined): boolean {
 		if (!scope) {
 			return false;
 		}
 
-		return scope.primaryOnly || scope.flow?.pinned === true || scope.flow?.databases.get(this)?.pinned === true;
+		const marks = scope.flow?.databases.get(this);
+		return scope.primaryOnly || scope.flow?.pinned === true || marks?.pinned === true || marks?.wrote === true;
 	}
 
 	/** The `beforePoolAcquire` hook: decides where a connection request goes. */
@@ -199,6 +206,7 @@ export class MultiDb {
 
 		this.#stats.record(replica?.name ?? 'primary', reason);
 		if (scope?.flow && !replica && isWriteQuery(options.type, query.sql)) {
+			scope.flow.wrote = true;
 			marksOf(scope.flow, this).wrote = true;
 		}
 	}

@@ -1,3 +1,5 @@
+import type {MultiDb} from './multidb.js';
+
 // Checks of user-supplied values, shared by every options type. Each failure is a
 // TypeError that names the option, what was expected and what was received.
 
@@ -59,9 +61,11 @@ export function checkBoolean(name: string, value: unknown): boolean {
 	return value;
 }
 
-export function checkNumber(name: string, value: unknown, {min = 0, integer = false}: {min?: number; integer?: boolean} = {}): number {
-	if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (integer && !Number.isInteger(value))) {
-		throw invalid(name, `a finite ${integer ? 'integer' : 'number'} >= ${min}`, value);
+/** A finite number >= `min`, or > `min` where `exclusive` (a duration of 0 would mean nothing). */
+export function checkNumber(name: string, value: unknown, {min = 0, exclusive = false, integer = false}: {min?: number; exclusive?: boolean; integer?: boolean} = {}): number {
+	const inRange = typeof value === 'number' && (exclusive ? value > min : value >= min);
+	if (!inRange || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+		throw invalid(name, `a finite ${integer ? 'integer' : 'number'} ${exclusive ? '>' : '>='} ${min}`, value);
 	}
 
 	return value;
@@ -85,4 +89,11 @@ export function checkOneOf<T extends string>(name: string, value: unknown, choic
 	}
 
 	return value as T;
+}
+
+/** Brands a `MultiDb` handle: `instanceof` fails across the ESM and CommonJS builds. */
+export const routerBrand = Symbol.for('sequelize-multidb.router');
+
+export function isMultiDb(value: unknown): value is MultiDb {
+	return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[routerBrand] === true;
 }
