@@ -17,6 +17,11 @@ async function queryOne<Row>(server: ServerEndpoint, sql: string, values: unknow
 /** Runs SQL on the primary, then waits until every replica has replayed it. */
 export async function runEverywhere(cluster: ClusterEndpoints, sql: string, timeoutMs = 30_000): Promise<void> {
 	await queryOne(cluster.primary, sql);
+	await waitForReplay(cluster, timeoutMs);
+}
+
+/** Waits until every replica has replayed all the primary has written so far. */
+export async function waitForReplay(cluster: ClusterEndpoints, timeoutMs = 30_000): Promise<void> {
 	const {lsn} = await queryOne<{lsn: string}>(cluster.primary, 'SELECT pg_current_wal_lsn()::text AS lsn');
 	const deadline = Date.now() + timeoutMs;
 	for (const replica of cluster.replicas) {

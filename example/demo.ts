@@ -1,0 +1,131 @@
+// `npm run demo`: starts a local primary and two replicas (replica2 replays 1.5 s late),
+// then shows, with real servers answering:
+// 1. per-query round-robin, next to Sequelize's own replication;
+// 2. the forum scenario: a user posts, is redirected, and views the post 500 ms later,
+//    with pinning (served by the primary, the post is there) and without (a replica that
+//    has not replayed the post yet answers 404: the stale read pinning prevents).
+// It stops everything it started, also on Ctrl-C.
+import {createServer, type Server} from 'node:http';
+import type {AddressInfo} from 'node:net';
+import {setTimeout as delay} from 'node:timers/promises';
+import {QueryTypes, type Sequelize} from 'sequelize';
+import {multidb} from '../source/index.js';
+import {waitForReplay} from '../test/helpers/replay.js';
+import {createForum, type ForumOptions} from './forum.js';
+import {startCluster, type RunningCluster} from './local-cluster.js';
+
+const pinSeconds = 3;
+const closers: Array<() => Promise<unknown>> = [];
+
+async function showRoundRobin(cluster: RunningCluster): Promise<void> {
+	const whoAnswers = async (sequelize: Sequelize) => {
+		const row = await sequelize.query<{port: number}>('SELECT inet_server_port() AS port', {type: QueryTypes.SELECT, plain: true});
+		return cluster.names.get(row?.port ?? 0) ?? 'unknown';
+	};
+
+	const tenReads = async (sequelize: Sequelize) => {
+		const servers: string[] = [];
+		for (let index = 0; index < 10; index++) {
+			// eslint-disable-next-line no-await-in-loop
+			servers.push(await whoAnswers(sequelize));
+		}
+
+		return servers.join(' ');
+	};
+
+	const native = cluster.connect();
+	const routed = cluster.connect();
+	closers.push(async () => native.close(), async () => routed.close());
+	multidb(routed);
+	console.log('\n1. Ten sequential reads: which server answered each');
+	console.log(`   Sequelize's own replication: ${await tenReads(native)}`);
+	console.log(`   with sequelize-multidb:      ${await tenReads(routed)}`);
+}
+
+async function showForumScenario(cluster: RunningCluster): Promise<void> {
+	console.log(`\n2. The forum: post, get redirected, view the post 500 ms later (replica2 lags 1.5 s; pins last ${pinSeconds} s)`);
+	const pinned = await serveForum(cluster, {pinning: {seconds: pinSeconds}});
+	const unpinned = await serveForum(cluster, {pinning: false});
+	await pinned.sync();
+	await waitForReplay(cluster.endpoints);
+
+	for (const [label, forum] of [['with pinning   ', pinned], ['without pinning', unpinned]] as const) {
+		for (let round = 1; round <= 3; round++) {
+			const browser = new CookieJar();
+			// eslint-disable-next-line no-await-in-loop
+			const posted = await browser.fetch(`${forum.url}/posts`, {method: 'POST', body: new URLSearchParams({title: `${label.trim()} #${round}`, body: 'Hello'}), redirect: 'manual'});
+			const location = posted.headers.get('location') ?? '';
+			// eslint-disable-next-line no-await-in-loop
+			await delay(500);
+			// eslint-disable-next-line no-await-in-loop
+			const viewed = await browser.fetch(`${forum.url}${location}`);
+			const verdict = viewed.status === 200 ? 'the post is there' : 'STALE: not found';
+			console.log(`   ${label}  POST /posts -> ${posted.status} ${location.padEnd(10)} then GET -> ${viewed.status} ${verdict.padEnd(17)} served by ${viewed.headers.get('x-served-by') ?? '?'}`);
+		}
+	}
+
+	const browser = new CookieJar();
+	await browser.fetch(`${pinned.url}/posts`, {method: 'POST', body: new URLSearchParams({title: 'later', body: 'Hello'}), redirect: 'manual'});
+	const during = await browser.fetch(`${pinned.url}/`);
+	console.log(`\n   Pinned client, list page right after its post:  served by ${during.headers.get('x-served-by') ?? '?'}`);
+	await delay((pinSeconds * 1000) + 200);
+	const reads: string[] = [];
+	for (let index = 0; index < 2; index++) {
+		// eslint-disable-next-line no-await-in-loop
+		const after = await browser.fetch(`${pinned.url}/`);
+		reads.push(after.headers.get('x-served-by') ?? '?');
+	}
+
+	console.log(`   The same client, ${pinSeconds} s later (pin expired):       served by ${reads.join(', then ')}`);
+}
+
+async function serveForum(cluster: RunningCluster, options: Omit<ForumOptions, 'sequelize'>) {
+	const sequelize = cluster.connect();
+	const forum = createForum({sequelize, serverNames: cluster.names, ...options});
+	const server = await listen(createServer(forum.app.callback()));
+	closers.push(async () => sequelize.close(), async () => new Promise(resolve => server.close(resolve)));
+	return {url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sync: forum.sync};
+}
+
+async function listen(server: Server): Promise<Server> {
+	return new Promise(resolve => {
+		server.listen(0, '127.0.0.1', () => {
+			resolve(server);
+		});
+	});
+}
+
+/** Just enough of a browser: keeps the cookies a server sets and sends them back. */
+class CookieJar {
+	readonly #cookies = new Map<string, string>();
+
+	async fetch(url: string, init: RequestInit = {}): Promise<Response> {
+		const headers = new Headers(init.headers);
+		if (this.#cookies.size > 0) {
+			headers.set('Cookie', [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; '));
+		}
+
+		const response = await fetch(url, {...init, headers});
+		for (const cookie of response.headers.getSetCookie()) {
+			const [pair] = cookie.split(';');
+			const separator = pair.indexOf('=');
+			this.#cookies.set(pair.slice(0, separator), pair.slice(separator + 1));
+		}
+
+		return response;
+	}
+}
+
+// Last, so that every declaration above is initialised before the demo runs.
+const cluster = await startCluster();
+try {
+	await showRoundRobin(cluster);
+	await showForumScenario(cluster);
+} finally {
+	for (const close of closers.reverse()) {
+		// eslint-disable-next-line no-await-in-loop
+		await close();
+	}
+
+	await cluster.stop();
+}

@@ -1,0 +1,52 @@
+// Shared by the demo and the runnable forum: a local primary with two replicas (the second
+// lagging 1.5 s), or an existing cluster named by MULTIDB_TEST_PRIMARY/REPLICAS. Stops
+// what it started on exit and on Ctrl-C.
+import {Sequelize, type Options} from 'sequelize';
+import {LocalCluster} from '../test/helpers/cluster.js';
+import {endpointsOf, sharedCluster, type ClusterEndpoints, type ServerEndpoint} from '../test/helpers/shared-cluster.js';
+
+export interface RunningCluster {
+	readonly endpoints: ClusterEndpoints;
+	/** Server display names by port: primary, replica1, replica2. */
+	readonly names: ReadonlyMap<number, string>;
+	connect(options?: Options): Sequelize;
+	stop(): Promise<void>;
+}
+
+export async function startCluster(): Promise<RunningCluster> {
+	let local: LocalCluster | undefined;
+	let endpoints: ClusterEndpoints;
+	if (process.env.MULTIDB_TEST_PRIMARY && process.env.MULTIDB_TEST_REPLICAS) {
+		endpoints = await sharedCluster();
+	} else {
+		console.log('Starting a local PostgreSQL primary and two streaming replicas (replica2 replays 1.5 s late)...');
+		local = await LocalCluster.start();
+		endpoints = endpointsOf(local);
+	}
+
+	const stop = async () => {
+		const running = local;
+		local = undefined;
+		await running?.stop();
+	};
+
+	for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+		process.once(signal, () => {
+			console.log('\nStopping the cluster...');
+			void stop().finally(() => process.exit(130));
+		});
+	}
+
+	const connection = (server: ServerEndpoint) => ({host: server.host, port: server.port, username: server.username, password: server.password});
+	return {
+		endpoints,
+		names: new Map([endpoints.primary, ...endpoints.replicas].map(server => [server.port, server.name])),
+		connect: (options = {}) => new Sequelize(endpoints.primary.database, endpoints.primary.username, endpoints.primary.password, {
+			dialect: 'postgres',
+			logging: false,
+			...options,
+			replication: {write: connection(endpoints.primary), read: endpoints.replicas.map(replica => connection(replica))},
+		}),
+		stop,
+	};
+}
