@@ -17,6 +17,8 @@ export default tseslint.config(
 			'@typescript-eslint/consistent-type-imports': ['error', {fixStyle: 'inline-type-imports'}],
 			'@typescript-eslint/restrict-template-expressions': ['error', {allowNumber: true, allowBoolean: true}],
 			'no-console': 'error',
+			// `http.createServer(app.callback())` and Koa handlers return promises on purpose.
+			'@typescript-eslint/no-misused-promises': ['error', {checksVoidReturn: {arguments: false}}],
 		},
 	},
 	{

@@ -2,7 +2,7 @@
 // then a 303 redirect to its page), view a post, like it (a GET that writes, wrapped in
 // `dbWrite`). Each page says, discreetly, which server answered its reads.
 import {AsyncLocalStorage} from 'node:async_hooks';
-import KoaRouter from '@koa/router';
+import KoaRouter, {type RouterContext} from '@koa/router';
 import Koa from 'koa';
 import {DataTypes, Model, type Sequelize} from 'sequelize';
 import {dbWrite, multidb, pinning, type MultiDb, type PinningOptions} from '../source/index.js';
@@ -28,7 +28,7 @@ export interface Forum {
 	readonly app: Koa;
 	readonly db: MultiDb;
 	/** Creates the posts table on the primary (replicas get it by replication). */
-	sync(): Promise<void>;
+	readonly sync: () => Promise<void>;
 }
 
 export function createForum(options: ForumOptions): Forum {
@@ -88,9 +88,9 @@ export function createForum(options: ForumOptions): Forum {
 
 	// A GET that writes: `dbWrite` sends this request's reads to the primary and pins the
 	// client, as a POST would.
-	router.get('/posts/:id/like', dbWrite(async ctx => {
+	router.get('/posts/:id/like', dbWrite(async (ctx: RouterContext) => {
 		await Post.increment('likes', {where: {id: Number(ctx.params.id)}});
-		ctx.redirect(`/posts/${String(ctx.params.id)}`);
+		ctx.redirect(`/posts/${ctx.params.id}`);
 	}));
 
 	app.use(router.routes());
@@ -98,7 +98,7 @@ export function createForum(options: ForumOptions): Forum {
 	return {
 		app,
 		db,
-		async sync() {
+		sync: async () => {
 			await Post.sync();
 		},
 	};
@@ -136,14 +136,16 @@ function trackAnsweringServers(sequelize: Sequelize, db: MultiDb, names: Readonl
 	});
 	return {
 		servers: () => [...perRequest.getStore() ?? []],
-		middleware: async function answeringServers(ctx: Koa.Context, next: Koa.Next) {
-			const servers = new Set<string>();
-			await perRequest.run(servers, next);
-			if (servers.size > 0) {
-				ctx.set('X-Served-By', [...servers].join(', '));
-			}
-		},
+		middleware: answeringServers,
 	};
+
+	async function answeringServers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
+		const servers = new Set<string>();
+		await perRequest.run(servers, next);
+		if (servers.size > 0) {
+			ctx.set('X-Served-By', [...servers].join(', '));
+		}
+	}
 }
 
 function page(title: string, content: string, servers: string[]): string {

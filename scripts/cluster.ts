@@ -1,0 +1,24 @@
+// `npm run cluster`: starts a throwaway primary with two streaming replicas (replica2
+// replays 1.5 s late), prints how to reach them, and stops them on Ctrl-C.
+import {LocalCluster} from '../test/helpers/cluster.js';
+import {clusterEnvironment} from '../test/helpers/shared-cluster.js';
+
+const cluster = await LocalCluster.start();
+for (const server of cluster.servers) {
+	console.log(`${server.name.padEnd(8)} ${cluster.url(server)}  (data ${server.dataDir})`);
+}
+
+console.log('\nPoint the tests at it with:');
+for (const [name, value] of Object.entries(clusterEnvironment(cluster))) {
+	console.log(`  export ${name}=${value}`);
+}
+
+console.log('\nCtrl-C stops the servers.');
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+	process.once(signal, () => {
+		void cluster.stop().finally(() => process.exit(0));
+	});
+}
+
+// Keep the process (and so the cluster's watchdog) alive until a signal arrives.
+setInterval(() => undefined, 1 << 30);
