@@ -26,7 +26,6 @@ async function showRoundRobin(cluster: RunningCluster): Promise<void> {
 	const tenReads = async (sequelize: Sequelize) => {
 		const servers: string[] = [];
 		for (let index = 0; index < 10; index++) {
-			 
 			servers.push(await whoAnswers(sequelize));
 		}
 
@@ -52,12 +51,9 @@ async function showForumScenario(cluster: RunningCluster): Promise<void> {
 	for (const [label, forum] of [['with pinning   ', pinned], ['without pinning', unpinned]] as const) {
 		for (let round = 1; round <= 3; round++) {
 			const browser = new CookieJar();
-			 
 			const posted = await browser.fetch(`${forum.url}/posts`, {method: 'POST', body: new URLSearchParams({title: `${label.trim()} #${round}`, body: 'Hello'}), redirect: 'manual'});
 			const location = posted.headers.get('location') ?? '';
-			 
 			await delay(500);
-			 
 			const viewed = await browser.fetch(`${forum.url}${location}`);
 			const verdict = viewed.status === 200 ? 'the post is there' : 'STALE: not found';
 			console.log(`   ${label}  POST /posts -> ${posted.status} ${location.padEnd(10)} then GET -> ${viewed.status} ${verdict.padEnd(17)} served by ${viewed.headers.get('x-served-by') ?? '?'}`);
@@ -71,7 +67,6 @@ async function showForumScenario(cluster: RunningCluster): Promise<void> {
 	await delay((pinSeconds * 1000) + 200);
 	const reads: string[] = [];
 	for (let index = 0; index < 2; index++) {
-		 
 		const after = await browser.fetch(`${pinned.url}/`);
 		reads.push(after.headers.get('x-served-by') ?? '?');
 	}
@@ -123,7 +118,6 @@ try {
 	await showForumScenario(cluster);
 } finally {
 	for (const close of closers.reverse()) {
-		 
 		await close();
 	}
 

@@ -30,7 +30,7 @@ export interface DatabaseMarks {
 	wrote: boolean;
 }
 
-/** One query being routed: the router fills it in as it decides, to retry and count. */
+/** One attempt of one query: the router fills it in as it decides, to retry and count. */
 export interface QueryAttempt {
 	/** The router this attempt belongs to (queries of two databases never share one). */
 	readonly router: object;
@@ -38,8 +38,18 @@ export interface QueryAttempt {
 	readonly forcedReplica?: object;
 	/** The SQL takes row locks (`FOR UPDATE` / `FOR SHARE`), so it needs the primary. */
 	readonly lockingRead?: boolean;
+	/** A write reached a replica on an earlier attempt: this one goes to the primary. */
+	readonly retryOnPrimary?: boolean;
+	/** Replicas that failed earlier attempts of the same query, and why (by name). */
+	readonly excluded?: ReadonlyMap<object, string>;
 	/** Why the router sent the query where it did; filled in at connection acquire. */
 	reason?: RouteReason;
+	/** The replica the query ran on, outside a transaction: only then is it retried. */
+	replica?: object;
+	/** The read timeout fired and killed the connection. */
+	timedOut?: boolean;
+	/** The read timeout's timer, cleared when the query ends. */
+	timer?: NodeJS.Timeout;
 }
 
 export interface RoutingScope {

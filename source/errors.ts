@@ -3,6 +3,8 @@
 
 export type MultiDbErrorCode =
 	| 'MULTIDB_NO_REPLICAS'
+	| 'MULTIDB_NO_REPLICA_AVAILABLE'
+	| 'MULTIDB_REPLICA_TIMEOUT'
 	| 'MULTIDB_CLOSED';
 
 export class MultiDbError extends Error {
@@ -10,6 +12,28 @@ export class MultiDbError extends Error {
 
 	constructor(readonly code: MultiDbErrorCode, message: string, options?: ErrorOptions) {
 		super(message, options);
+	}
+}
+
+/**
+ * No replica could serve a read and `fallbackToPrimary` is off. `failures` says what
+ * happened to each replica tried, by name.
+ */
+export class NoReplicaAvailableError extends MultiDbError {
+	override name = 'NoReplicaAvailableError';
+
+	constructor(readonly failures: Readonly<Record<string, string>>, options?: ErrorOptions) {
+		const tried = Object.entries(failures).map(([name, reason]) => `${name}: ${reason}`).join('; ');
+		super('MULTIDB_NO_REPLICA_AVAILABLE', `No replica can serve this read and fallbackToPrimary is off${tried ? ` (${tried})` : ''}`, options);
+	}
+}
+
+/** A read or a probe on a replica outlived its time limit (`readTimeoutMs`). */
+export class ReplicaTimeoutError extends MultiDbError {
+	override name = 'ReplicaTimeoutError';
+
+	constructor(message: string) {
+		super('MULTIDB_REPLICA_TIMEOUT', message);
 	}
 }
 

@@ -4,13 +4,18 @@
 // - a `beforePoolAcquire` hook decides, per connection request, primary or replicas;
 // - `sequelize.query` runs each query in a routing scope, so the decision can be counted
 //   (`afterQuery`) and, for locking reads written as raw SQL, steered.
+import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
 import {currentScope, marksOf, runInScope, type QueryAttempt, type RoutingScope} from './context.js';
+import {abortConnection} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
+import {classifyFailure, describeFailure, type FailureKind} from './health.js';
+import {formatLsn} from './lsn.js';
+import {LagMonitor, type LagSample} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {isLockingRead, isWriteQuery} from './query-kind.js';
-import {type Replica, ReplicaPool} from './replica-pool.js';
+import {Replica, ReplicaPool} from './replica-pool.js';
 import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type QueryInternals} from './sequelize-internals.js';
 import {StatsRecorder, type RouteReason, type RouteStats} from './stats.js';
 import {describe, routerBrand} from './validate.js';
@@ -22,7 +27,10 @@ const installedKey = Symbol.for('sequelize-multidb.installed');
 
 
 /** Reasons whose reads must not use a replica: they set Sequelize's `useMaster`. */
-const primaryReadReasons = new Set<RouteReason>(['use-master', 'locking-read', 'no-replicas', 'pinned']);
+const primaryReadReasons = new Set<RouteReason>(['use-master', 'locking-read', 'no-replicas', 'pinned', 'misrouted-write']);
+
+/** Bound on a monitor probe when `readTimeoutMs` is 0 (off): a probe must never hang. */
+const defaultProbeTimeoutMs = 10_000;
 
 /** Where a replica is, without its password. */
 export interface ReplicaInfo {
@@ -51,45 +59,105 @@ interface AcquireOptions {
 
 type QueryFunction = (sql: unknown, options?: unknown) => Promise<unknown>;
 
-export class MultiDb {
+/** Events a `MultiDb` emits, for alerts and dashboards. */
+export interface MultiDbEvents {
+	/** A replica failed (refused, dropped or timed out a connection) and left rotation. */
+	replicaDown: [event: {replica: string; error: string; until: Date; failures: number}];
+	/** A replica that had failed answered again and is back in rotation. */
+	replicaUp: [event: {replica: string}];
+	/** A replica fell behind both lag thresholds, or was promoted: skipped until it is fine. */
+	replicaLagging: [event: {replica: string; lagMs: number | undefined; lagBytes: number | undefined; promoted: boolean}];
+	/** A lagging replica caught up and is back in rotation. */
+	replicaCaughtUp: [event: {replica: string; lagMs: number | undefined; lagBytes: number | undefined}];
+	/** No replica could serve a read; reads go to the primary until one can (once per episode). */
+	fallbackToPrimary: [event: {reasons: Readonly<Record<string, string>>}];
+}
+
+/** A replica's place and state, as `db.replicas` shows it. */
+export interface ReplicaStatus extends ReplicaInfo {
+	/** `healthy`: in rotation; `quarantined`: failed, out until `quarantinedUntil`; `lagging`: behind both thresholds; `promoted`: no longer a standby. */
+	readonly state: 'healthy' | 'quarantined' | 'lagging' | 'promoted';
+	readonly quarantinedUntil: Date | undefined;
+	/** Consecutive failures (0 when healthy). */
+	readonly failures: number;
+	readonly lastError: string | undefined;
+	/** Last lag the monitor measured; undefined before its first probe. */
+	readonly lagMs: number | undefined;
+	readonly lagBytes: number | undefined;
+	/** Last replay position the monitor read, as PostgreSQL prints it (`16/B374D848`). */
+	readonly replayLsn: string | undefined;
+}
+
+export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly [routerBrand] = true;
 	readonly sequelize: Sequelize;
 	readonly options: ResolvedMultiDbOptions;
 	readonly #replicaPool: ReplicaPool | undefined;
+	readonly #monitor: LagMonitor | undefined;
 	readonly #stats: StatsRecorder;
 	readonly #originalQuery: QueryFunction;
 	#closed = false;
 
 	/** @internal Use `multidb(sequelize, options)`. */
 	constructor(sequelize: Sequelize, options: ResolvedMultiDbOptions) {
+		super();
 		this.sequelize = sequelize;
 		this.options = options;
 		const manager = connectionManagerOf(sequelize);
 		const replication = manager.config.replication;
 		const configs = replication && hasReplicasConfigured(sequelize) ? replication.read : [];
-		if (configs.length > 0 && hasReplicationPools(manager.pool)) {
-			this.#replicaPool = new ReplicaPool({manager, configs, shuffle: options.shuffle, router: this, nativePool: manager.pool.read});
+		if (replication && configs.length > 0 && hasReplicationPools(manager.pool)) {
+			this.#replicaPool = new ReplicaPool({
+				manager,
+				configs,
+				shuffle: options.shuffle,
+				cooldownMs: options.cooldownMs,
+				connectTimeoutMs: options.connectTimeoutMs,
+				fallbackToPrimary: options.fallbackToPrimary,
+				router: this,
+				nativePool: manager.pool.read,
+				primaryPool: manager.pool.write,
+				onFailure: (replica, error) => {
+					this.#replicaFailed(replica, error, 'connection');
+				},
+				onFallback: reasons => {
+					this.emit('fallbackToPrimary', {reasons});
+				},
+			});
 			manager.pool.read = this.#replicaPool;
+			if (options.monitorIntervalMs > 0) {
+				this.#monitor = new LagMonitor({
+					manager,
+					primaryConfig: replication.write,
+					replicas: this.#replicaPool.replicas,
+					intervalMs: options.monitorIntervalMs,
+					probeTimeoutMs: options.readTimeoutMs > 0 ? options.readTimeoutMs : defaultProbeTimeoutMs,
+					onSample: (replica, sample) => {
+						this.#lagMeasured(replica, sample);
+					},
+					onFailure: (replica, error) => {
+						this.#replicaFailed(replica, error, 'connection');
+					},
+				});
+				this.#monitor.start();
+			}
 		} else {
 			process.emitWarning('sequelize-multidb: no replicas are configured (`replication.read` is missing or empty); every read goes to the primary', {type: warningType, code: warningCodes.noReplicas});
 		}
 
 		this.#stats = new StatsRecorder(['primary', ...this.#replicaPool?.replicas.map(replica => replica.name) ?? []]);
-		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', options_ => {
-			this.#route(options_);
+		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', acquireOptions => {
+			this.#route(acquireOptions);
 		});
-		sequelize.addHook('afterQuery', 'sequelize-multidb', (options_, query) => {
-			this.#afterQuery(options_, query);
+		sequelize.addHook('beforeQuery', 'sequelize-multidb', (queryOptions, query) => {
+			this.#beforeQuery(queryOptions, query);
+		});
+		sequelize.addHook('afterQuery', 'sequelize-multidb', (queryOptions, query) => {
+			this.#afterQuery(queryOptions, query);
 		});
 
-		const originalQuery = sequelize.query.bind(sequelize) as QueryFunction;
-		this.#originalQuery = originalQuery;
-		const routedQuery: QueryFunction = async (sql, queryOptions) => {
-			const scope = currentScope();
-			const attempt: QueryAttempt = {router: this, lockingRead: isLockingRead(sqlText(sql))};
-			return runInScope({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, attempt}, async () => originalQuery(sql, queryOptions));
-		};
-
+		this.#originalQuery = sequelize.query.bind(sequelize) as QueryFunction;
+		const routedQuery: QueryFunction = async (sql, queryOptions) => this.#runWithFailover(sql, queryOptions);
 		Object.defineProperty(sequelize, 'query', {value: routedQuery, writable: true, configurable: true});
 		const originalClose = sequelize.close.bind(sequelize);
 		const closeBoth = async () => {
@@ -101,12 +169,12 @@ export class MultiDb {
 		log('installed with %d replica(s): %o', this.#replicaPool?.replicas.length ?? 0, this.#replicaPool?.replicas.map(replica => replica.name));
 	}
 
-	/** The replicas, in round-robin order. */
-	get replicas(): readonly ReplicaInfo[] {
-		return this.#replicaPool?.replicas.map(replica => infoOf(replica)) ?? [];
+	/** The replicas in round-robin order, with their health and last measured lag. */
+	get replicas(): readonly ReplicaStatus[] {
+		return this.#replicaPool?.replicas.map(replica => statusOf(replica)) ?? [];
 	}
 
-	/** The next replica in round-robin order (the seed's `get_replica`). */
+	/** The next replica in round-robin order (the seed's `get_replica`), usable or not. */
 	getReplica(): ReplicaHandle {
 		if (this.#closed) {
 			throw new MultiDbError('MULTIDB_CLOSED', 'This router is closed');
@@ -116,22 +184,74 @@ export class MultiDb {
 			throw new MultiDbError('MULTIDB_NO_REPLICAS', 'No replicas are configured (`replication.read` is missing or empty)');
 		}
 
-		const replica = this.#replicaPool.next();
+		const replica = this.#replicaPool.nextInTurn();
 		return {
 			...infoOf(replica),
 			query: async <Row extends object>(sql: string, queryOptions?: ReplicaQueryOptions) => this.#queryOn(replica, sql, queryOptions) as Promise<Row[]>,
 		};
 	}
 
-	/** Counts of queries per target and per reason since install. */
+	/** Counts of queries per target and per reason, and of failovers, since install. */
 	stats(): RouteStats {
 		return this.#stats.snapshot();
+	}
+
+	/** Probes every replica now instead of at the monitor's next tick. */
+	async refreshReplicas(): Promise<void> {
+		await this.#monitor?.probe();
 	}
 
 	/** Stops background work. `sequelize.close()` calls it too, and also closes the pools. */
 	async close(): Promise<void> {
 		this.#closed = true;
-		return Promise.resolve();
+		await this.#monitor?.stop();
+	}
+
+	/**
+	 * Runs one query, retrying a read that failed on a replica: on the next usable replica,
+	 * then the primary. Only a read outside a transaction is retried (`attempt.replica` is
+	 * set only then), and Sequelize hands no row to the caller before the query completes,
+	 * so nothing is written or returned twice.
+	 */
+	async #runWithFailover(sql: unknown, queryOptions: unknown): Promise<unknown> {
+		const scope = currentScope();
+		const lockingRead = isLockingRead(sqlText(sql));
+		const excluded = new Map<object, string>();
+		let retryOnPrimary = false;
+		for (let attemptNumber = 1; ; attemptNumber++) {
+			const attempt: QueryAttempt = {router: this, lockingRead, excluded, retryOnPrimary};
+			try {
+				const result = await runInScope({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, attempt}, async () => this.#originalQuery(sql, queryOptions));
+				if (attempt.replica instanceof Replica) {
+					this.#replicaAnswered(attempt.replica);
+				}
+
+				return result;
+			} catch (error) {
+				const {replica} = attempt;
+				const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
+				const retriesLeft = attemptNumber <= (this.#replicaPool?.replicas.length ?? 0) + 1;
+				if (!(replica instanceof Replica) || kind === undefined || !retriesLeft || (kind === 'read-only' && retryOnPrimary)) {
+					throw error;
+				}
+
+				this.#stats.failover(kind);
+				if (kind === 'read-only') {
+					// A write reached a replica: it runs once on the primary and pins like a write.
+					retryOnPrimary = true;
+					this.#markWrite(scope);
+					log('write on %s (25006), retrying on the primary', replica.name);
+					continue;
+				}
+
+				if (kind !== 'conflict') {
+					this.#replicaFailed(replica, error, kind);
+				}
+
+				excluded.set(replica, describeFailure(error));
+				log('read failed on %s (%s), retrying elsewhere', replica.name, kind);
+			}
+		}
 	}
 
 	/**
@@ -151,7 +271,7 @@ export class MultiDb {
 	/** The `beforePoolAcquire` hook: decides where a connection request goes. */
 	#route(options: AcquireOptions): void {
 		const scope = currentScope();
-		const attempt = scope?.attempt?.router === this ? scope.attempt : undefined;
+		const attempt = this.#attemptIn(scope);
 		const reason = this.#reasonFor(options, scope, attempt);
 		if (primaryReadReasons.has(reason)) {
 			options.useMaster = true;
@@ -173,6 +293,10 @@ export class MultiDb {
 			return 'chosen-replica';
 		}
 
+		if (attempt?.retryOnPrimary) {
+			return 'misrouted-write';
+		}
+
 		if (options.useMaster === true) {
 			return 'use-master';
 		}
@@ -192,10 +316,32 @@ export class MultiDb {
 		return options.uuid === undefined ? 'round-robin' : 'read-only-transaction';
 	}
 
+	/** The `beforeQuery` hook: notes the replica a retryable read runs on, and times it. */
+	#beforeQuery(options: QueryOptions, query: QueryInternals): void {
+		const attempt = this.#attemptIn(currentScope());
+		if (!attempt || options.transaction) {
+			return;
+		}
+
+		const replica = this.#replicaPool?.replicaOf(query.connection);
+		if (!replica) {
+			return;
+		}
+
+		attempt.replica = replica;
+		if (this.options.readTimeoutMs > 0) {
+			attempt.timer = setTimeout(() => {
+				attempt.timedOut = true;
+				abortConnection(query.connection);
+			}, this.options.readTimeoutMs);
+		}
+	}
+
 	/** The `afterQuery` hook: counts where the query ran and why, and marks writes. */
 	#afterQuery(options: QueryOptions, query: QueryInternals): void {
 		const scope = currentScope();
-		const attempt = scope?.attempt?.router === this ? scope.attempt : undefined;
+		const attempt = this.#attemptIn(scope);
+		clearTimeout(attempt?.timer);
 		const replica = this.#replicaPool?.replicaOf(query.connection);
 		let reason: RouteReason;
 		if (options.transaction) {
@@ -205,9 +351,64 @@ export class MultiDb {
 		}
 
 		this.#stats.record(replica?.name ?? 'primary', reason);
-		if (scope?.flow && !replica && isWriteQuery(options.type, query.sql)) {
+		if (!replica && isWriteQuery(options.type, query.sql)) {
+			this.#markWrite(scope);
+		}
+	}
+
+	#attemptIn(scope: RoutingScope | undefined): QueryAttempt | undefined {
+		return scope?.attempt?.router === this ? scope.attempt : undefined;
+	}
+
+	#markWrite(scope: RoutingScope | undefined): void {
+		if (scope?.flow) {
 			scope.flow.wrote = true;
 			marksOf(scope.flow, this).wrote = true;
+		}
+	}
+
+	#replicaFailed(replica: Replica, error: unknown, kind: FailureKind): void {
+		const change = replica.health.failed(error);
+		if (change.wentDown) {
+			// Idle connections to a server that went away are dead too; after the cooldown
+			// the replica gets fresh ones.
+			void replica.pool.destroyAllNow().catch(() => undefined);
+			log('%s is down (%s: %s); out of rotation until %s', replica.name, kind, replica.health.lastError, new Date(replica.health.quarantinedUntil).toISOString());
+			this.emit('replicaDown', {replica: replica.name, error: replica.health.lastError ?? kind, until: new Date(replica.health.quarantinedUntil), failures: replica.health.failures});
+		}
+	}
+
+	#replicaAnswered(replica: Replica): void {
+		if (replica.health.succeeded().cameBack) {
+			log('%s is back', replica.name);
+			this.emit('replicaUp', {replica: replica.name});
+		}
+	}
+
+	#lagMeasured(replica: Replica, sample: LagSample): void {
+		this.#replicaAnswered(replica);
+		const {health} = replica;
+		const wasOut = health.lagging || health.promoted;
+		health.promoted = !sample.inRecovery;
+		if (sample.replayLsn !== undefined) {
+			health.replayLsn = sample.replayLsn;
+		}
+
+		// Without the primary's position (primary down) the lag is unknown: keep the last verdict.
+		if (sample.lagMs !== undefined && sample.lagBytes !== undefined) {
+			health.lagMs = sample.lagMs;
+			health.lagBytes = sample.lagBytes;
+			health.lagging = sample.lagMs > this.options.maxLagMs && Number(sample.lagBytes) > this.options.maxLagBytes;
+		}
+
+		const isOut = health.lagging || health.promoted;
+		const lag = {lagMs: health.lagMs, lagBytes: health.lagBytes === undefined ? undefined : Number(health.lagBytes)};
+		if (isOut && !wasOut) {
+			log('%s skipped: %s', replica.name, health.promoted ? 'promoted' : `lag ${lag.lagMs} ms / ${lag.lagBytes} bytes`);
+			this.emit('replicaLagging', {replica: replica.name, ...lag, promoted: health.promoted});
+		} else if (wasOut && !isOut) {
+			log('%s caught up', replica.name);
+			this.emit('replicaCaughtUp', {replica: replica.name, ...lag});
 		}
 	}
 
@@ -278,6 +479,30 @@ function hasReplicasConfigured(sequelize: Sequelize): boolean {
 
 function infoOf(replica: Replica): ReplicaInfo {
 	return {name: replica.name, host: replica.host, port: replica.port, database: replica.database, username: replica.username};
+}
+
+function statusOf(replica: Replica): ReplicaStatus {
+	const {health} = replica;
+	const now = Date.now();
+	let state: ReplicaStatus['state'] = 'healthy';
+	if (health.promoted) {
+		state = 'promoted';
+	} else if (health.isQuarantined(now)) {
+		state = 'quarantined';
+	} else if (health.lagging) {
+		state = 'lagging';
+	}
+
+	return {
+		...infoOf(replica),
+		state,
+		quarantinedUntil: health.isQuarantined(now) ? new Date(health.quarantinedUntil) : undefined,
+		failures: health.failures,
+		lastError: health.lastError,
+		lagMs: health.lagMs,
+		lagBytes: health.lagBytes === undefined ? undefined : Number(health.lagBytes),
+		replayLsn: health.replayLsn === undefined ? undefined : formatLsn(health.replayLsn),
+	};
 }
 
 function sqlText(sql: unknown): string | undefined {

@@ -10,12 +10,61 @@ export interface MultiDbOptions {
 	 * @default true
 	 */
 	readonly shuffle?: boolean;
+	/**
+	 * How long a replica that refused or dropped a connection stays out of rotation, in
+	 * milliseconds. Each further consecutive failure doubles it, up to 8 times this.
+	 * @default 30_000
+	 */
+	readonly cooldownMs?: number;
+	/**
+	 * Where no replica can serve a read (all down, lagging or quarantined), send it to the
+	 * primary. When false, such a read fails with `MULTIDB_NO_REPLICA_AVAILABLE`.
+	 * @default true
+	 */
+	readonly fallbackToPrimary?: boolean;
+	/**
+	 * A replica further behind the primary than this (milliseconds) *and* than
+	 * `maxLagBytes` is skipped until it catches up. `Infinity` turns lag checks off.
+	 * @default 30_000
+	 */
+	readonly maxLagMs?: number;
+	/**
+	 * The byte-lag threshold that goes with `maxLagMs`. 0 lets the time threshold decide alone.
+	 * @default 16_777_216 (16 MiB)
+	 */
+	readonly maxLagBytes?: number;
+	/**
+	 * How often the background monitor reads each replica's replay position (±20 % jitter),
+	 * in milliseconds. 0 turns the monitor off (no lag checks; failures are still seen on reads).
+	 * @default 1000
+	 */
+	readonly monitorIntervalMs?: number;
+	/**
+	 * Time limit for opening a connection to a replica, in milliseconds; past it the replica
+	 * is quarantined and the read goes elsewhere. Applies to replica connections only.
+	 * @default 5000
+	 */
+	readonly connectTimeoutMs?: number;
+	/**
+	 * Time limit for one attempt of a routed read on a replica, in milliseconds; past it the
+	 * connection is dropped, the replica quarantined, and the read retried elsewhere. It also
+	 * bounds the monitor's probes. 0 turns it off. Raise it above your longest replica query.
+	 * @default 10_000
+	 */
+	readonly readTimeoutMs?: number;
 }
 
 export type ResolvedMultiDbOptions = Readonly<Required<MultiDbOptions>>;
 
 export const multidbDefaults: ResolvedMultiDbOptions = Object.freeze({
 	shuffle: true,
+	cooldownMs: 30_000,
+	fallbackToPrimary: true,
+	maxLagMs: 30_000,
+	maxLagBytes: 16 * 1024 * 1024,
+	monitorIntervalMs: 1000,
+	connectTimeoutMs: 5000,
+	readTimeoutMs: 10_000,
 });
 
 const knownOptions = Object.keys(multidbDefaults);
@@ -23,9 +72,21 @@ const knownOptions = Object.keys(multidbDefaults);
 /** Validates the caller's options (never mutating them) and fills in the defaults. */
 export function resolveMultiDbOptions(options: unknown): ResolvedMultiDbOptions {
 	const given = checkOptionsObject('options', options, knownOptions);
-	const merged = {...multidbDefaults, ...withoutUndefined(given)};
+	const merged: Record<string, unknown> = {...multidbDefaults, ...withoutUndefined(given)};
 	checkBoolean('shuffle', merged.shuffle);
-	return Object.freeze(merged);
+	checkBoolean('fallbackToPrimary', merged.fallbackToPrimary);
+	checkNumber('cooldownMs', merged.cooldownMs);
+	checkNumber('connectTimeoutMs', merged.connectTimeoutMs, {min: 0, exclusive: true});
+	checkNumber('readTimeoutMs', merged.readTimeoutMs);
+	checkNumber('monitorIntervalMs', merged.monitorIntervalMs);
+	// Infinity is a legitimate "no limit" for the lag thresholds.
+	for (const name of ['maxLagMs', 'maxLagBytes']) {
+		if (merged[name] !== Number.POSITIVE_INFINITY) {
+			checkNumber(name, merged[name]);
+		}
+	}
+
+	return Object.freeze(merged) as unknown as ResolvedMultiDbOptions;
 }
 
 /** `{x: undefined}` means "use the default", as if the key were absent. */

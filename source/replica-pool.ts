@@ -2,23 +2,33 @@
 // replica chosen per *query*. Sequelize's own read pool chooses a replica per pooled
 // connection (round-robin in `create`), so once its pool is warm, sequential reads reuse
 // one connection and all land on one replica.
+import createDebug from 'debug';
 import {Pool} from 'sequelize-pool';
-import {currentScope} from './context.js';
+import {currentScope, type QueryAttempt} from './context.js';
+import {abortConnection, withTimeout} from './deadline.js';
+import {NoReplicaAvailableError} from './errors.js';
+import {classifyFailure, describeFailure, ReplicaHealth} from './health.js';
 import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
 
-/** One replica: where it is and its own connection pool. */
+const log = createDebug('sequelize-multidb:pool');
+
+const disconnectTimeoutMs = 1000;
+
+/** One replica: where it is, its own connection pool, and its health. */
 export class Replica {
 	readonly host: string;
 	readonly port: number;
 	readonly database: string | undefined;
 	readonly username: string | undefined;
 	readonly pool: Pool<PooledConnection>;
+	readonly health: ReplicaHealth;
 
-	constructor(readonly name: string, readonly config: ConnectionConfig, manager: ConnectionManagerInternals, tag: (connection: PooledConnection, replica: Replica) => void) {
+	constructor(readonly name: string, readonly config: ConnectionConfig, manager: ConnectionManagerInternals, cooldownMs: number, tag: (connection: PooledConnection, replica: Replica) => void) {
 		this.host = config.host ?? 'localhost';
 		this.port = Number(config.port ?? 5432);
 		this.database = config.database;
 		this.username = config.username;
+		this.health = new ReplicaHealth(cooldownMs);
 		const poolConfig = manager.config.pool;
 		this.pool = new Pool<PooledConnection>({
 			name: `sequelize-multidb:${name}`,
@@ -31,7 +41,10 @@ export class Replica {
 				tag(connection, this);
 				return connection;
 			},
-			destroy: async connection => manager._disconnect(connection),
+			// A dead or frozen server may never answer a clean goodbye: bound it, then cut.
+			destroy: async connection => withTimeout(manager._disconnect(connection), disconnectTimeoutMs, 'disconnect').catch(() => {
+				abortConnection(connection);
+			}),
 			validate: poolConfig.validate,
 			max: poolConfig.max,
 			min: poolConfig.min,
@@ -47,28 +60,36 @@ export interface ReplicaPoolOptions {
 	readonly manager: ConnectionManagerInternals;
 	readonly configs: readonly ConnectionConfig[];
 	readonly shuffle: boolean;
+	readonly cooldownMs: number;
+	readonly connectTimeoutMs: number;
+	readonly fallbackToPrimary: boolean;
 	/** The router this pool serves; a query attempt of another router is not ours to read. */
 	readonly router: object;
 	/** Sequelize's own read pool, which may still hold connections taken before install. */
 	readonly nativePool: ReadPool;
+	/** The primary's pool, for reads no replica can serve. */
+	readonly primaryPool: ReadPool;
+	/** A replica failed to give a connection. */
+	readonly onFailure: (replica: Replica, error: unknown) => void;
+	/** No replica can serve reads: they go to the primary (once per episode). */
+	readonly onFallback: (reasons: Readonly<Record<string, string>>) => void;
 }
 
 export class ReplicaPool implements ReadPool {
 	/** The replicas in round-robin order. */
 	readonly replicas: readonly Replica[];
-	readonly #router: object;
-	readonly #nativePool: ReadPool;
+	readonly #options: ReplicaPoolOptions;
 	readonly #replicaOfConnection = new WeakMap<PooledConnection, Replica>();
 	#cursor = 0;
+	#fallingBack = false;
 
 	constructor(options: ReplicaPoolOptions) {
-		this.#router = options.router;
-		this.#nativePool = options.nativePool;
+		this.#options = options;
 		const tag = (connection: PooledConnection, replica: Replica) => {
 			this.#replicaOfConnection.set(connection, replica);
 		};
 
-		const replicas = options.configs.map((config, index) => new Replica(nameOf(config, index, options.configs), config, options.manager, tag));
+		const replicas = options.configs.map((config, index) => new Replica(nameOf(config, index, options.configs), withConnectTimeout(config, options.connectTimeoutMs), options.manager, options.cooldownMs, tag));
 		this.replicas = options.shuffle ? shuffled(replicas) : replicas;
 	}
 
@@ -77,18 +98,57 @@ export class ReplicaPool implements ReadPool {
 		return this.#replicaOfConnection.get(connection);
 	}
 
-	/** The next replica in round-robin order. */
-	next(): Replica {
+	/** The next usable replica in round-robin order, skipping `excluded` ones. */
+	next(excluded?: ReadonlyMap<object, string>): Replica | undefined {
+		const now = Date.now();
+		const count = this.replicas.length;
+		for (let step = 0; step < count; step++) {
+			const index = (this.#cursor + step) % count;
+			const replica = this.replicas[index];
+			if (replica.health.isUsable(now) && !excluded?.has(replica)) {
+				this.#cursor = (index + 1) % count;
+				return replica;
+			}
+		}
+
+		return undefined;
+	}
+
+	/** The next replica in round-robin order, usable or not (`getReplica()`). */
+	nextInTurn(): Replica {
 		const replica = this.replicas[this.#cursor];
 		this.#cursor = (this.#cursor + 1) % this.replicas.length;
 		return replica;
 	}
 
 	async acquire(): Promise<PooledConnection> {
-		const attempt = currentScope()?.attempt;
-		const forced = attempt?.router === this.#router ? attempt.forcedReplica : undefined;
-		const replica = forced instanceof Replica ? forced : this.next();
-		return replica.pool.acquire();
+		const scoped = currentScope()?.attempt;
+		const attempt = scoped?.router === this.#options.router ? scoped : undefined;
+		if (attempt?.forcedReplica instanceof Replica) {
+			return attempt.forcedReplica.pool.acquire();
+		}
+
+		// Nothing has been sent yet, so a replica that fails to connect is safe to skip.
+		const failed = new Map<object, string>(attempt?.excluded);
+		for (;;) {
+			const replica = this.next(failed);
+			if (!replica) {
+				return this.#fallback(attempt, failed);
+			}
+
+			try {
+				const connection = await replica.pool.acquire();
+				this.#fallingBack = false;
+				return connection;
+			} catch (error) {
+				if (classifyFailure(error) !== 'connection') {
+					throw error;
+				}
+
+				this.#options.onFailure(replica, error);
+				failed.set(replica, describeFailure(error));
+			}
+		}
 	}
 
 	release(connection: PooledConnection): void {
@@ -96,22 +156,64 @@ export class ReplicaPool implements ReadPool {
 		if (replica) {
 			replica.pool.release(connection);
 		} else {
-			this.#nativePool.release(connection);
+			this.#options.nativePool.release(connection);
 		}
 	}
 
 	async destroy(connection: PooledConnection): Promise<void> {
 		const replica = this.#replicaOfConnection.get(connection);
-		await (replica ? replica.pool.destroy(connection) : this.#nativePool.destroy(connection));
+		await (replica ? replica.pool.destroy(connection) : this.#options.nativePool.destroy(connection));
 	}
 
 	async drain(): Promise<void> {
-		await Promise.all([this.#nativePool.drain(), ...this.replicas.map(async replica => replica.pool.drain())]);
+		await Promise.all([this.#options.nativePool.drain(), ...this.replicas.map(async replica => replica.pool.drain())]);
 	}
 
 	async destroyAllNow(): Promise<void> {
-		await Promise.all([this.#nativePool.destroyAllNow(), ...this.replicas.map(async replica => replica.pool.destroyAllNow())]);
+		await Promise.all([this.#options.nativePool.destroyAllNow(), ...this.replicas.map(async replica => replica.pool.destroyAllNow())]);
 	}
+
+	async #fallback(attempt: QueryAttempt | undefined, failed: ReadonlyMap<object, string>): Promise<PooledConnection> {
+		const reasons: Record<string, string> = {};
+		for (const replica of this.replicas) {
+			reasons[replica.name] = failed.get(replica) ?? this.#unusableReason(replica);
+		}
+
+		if (!this.#options.fallbackToPrimary) {
+			throw new NoReplicaAvailableError(reasons);
+		}
+
+		if (!this.#fallingBack) {
+			this.#fallingBack = true;
+			log('no replica can serve reads, falling back to the primary: %o', reasons);
+			this.#options.onFallback(reasons);
+		}
+
+		if (attempt) {
+			attempt.reason = 'fallback';
+		}
+
+		return this.#options.primaryPool.acquire();
+	}
+
+	#unusableReason(replica: Replica): string {
+		const {health} = replica;
+		if (health.promoted) {
+			return 'promoted: no longer a standby';
+		}
+
+		if (health.isQuarantined()) {
+			return `quarantined until ${new Date(health.quarantinedUntil).toISOString()} (${health.lastError ?? 'failed'})`;
+		}
+
+		return health.lagging ? `lagging ${health.lagMs ?? '?'} ms / ${health.lagBytes ?? '?'} bytes` : 'unavailable';
+	}
+}
+
+/** pg's own connect timeout, on replica connections only (the primary's stay as configured). */
+function withConnectTimeout(config: ConnectionConfig, connectTimeoutMs: number): ConnectionConfig {
+	const dialectOptions = (config.dialectOptions ?? {}) as Record<string, unknown>;
+	return {...config, dialectOptions: {...dialectOptions, connectionTimeoutMillis: connectTimeoutMs}};
 }
 
 /** `host:port`, with the database appended only where two replicas share a server. */

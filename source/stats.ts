@@ -1,5 +1,6 @@
 // Counts of routed queries: where each went and why. Counting is a couple of integer
 // increments per query; snapshots are copies, so callers can keep and diff them.
+import type {FailureKind} from './health.js';
 
 /** Why the router sent a query where it did. */
 export type RouteReason =
@@ -20,7 +21,11 @@ export type RouteReason =
 	/** A read whose caller passed Sequelize's own `useMaster: true`. */
 	| 'use-master'
 	/** A read on the primary because no replica is configured. */
-	| 'no-replicas';
+	| 'no-replicas'
+	/** A read on the primary because no replica could serve it (down, lagging, quarantined). */
+	| 'fallback'
+	/** A write that reached a replica (SQLSTATE 25006), retried once on the primary. */
+	| 'misrouted-write';
 
 export interface RouteStats {
 	/** Queries counted since `multidb()` was called. */
@@ -29,12 +34,15 @@ export interface RouteStats {
 	readonly byTarget: Readonly<Record<string, number>>;
 	/** Queries per reason. */
 	readonly byReason: Readonly<Partial<Record<RouteReason, number>>>;
+	/** Reads retried elsewhere, per kind of failure on the replica. */
+	readonly failovers: Readonly<Partial<Record<FailureKind, number>>>;
 }
 
 export class StatsRecorder {
 	#queries = 0;
 	readonly #byTarget = new Map<string, number>();
 	readonly #byReason = new Map<RouteReason, number>();
+	readonly #failovers = new Map<FailureKind, number>();
 
 	constructor(targets: readonly string[]) {
 		for (const target of targets) {
@@ -48,11 +56,16 @@ export class StatsRecorder {
 		this.#byReason.set(reason, (this.#byReason.get(reason) ?? 0) + 1);
 	}
 
+	failover(kind: FailureKind): void {
+		this.#failovers.set(kind, (this.#failovers.get(kind) ?? 0) + 1);
+	}
+
 	snapshot(): RouteStats {
 		return {
 			queries: this.#queries,
 			byTarget: Object.fromEntries(this.#byTarget),
 			byReason: Object.fromEntries(this.#byReason),
+			failovers: Object.fromEntries(this.#failovers),
 		};
 	}
 }

@@ -54,7 +54,6 @@ test('without the pin cookie the same read is stale on the lagging replica (what
 test('read methods are unpinned and write methods pinned, in the request itself', async t => {
 	const {callback} = setup(t);
 	for (const method of ['get', 'options'] as const) {
-		 
 		const response = await request(callback)[method]('/any').expect(200);
 		t.true(isReplica(response.headers['x-server']), method);
 		t.is(pinCookie(response), undefined, method);
@@ -63,7 +62,6 @@ test('read methods are unpinned and write methods pinned, in the request itself'
 	const head = await request(callback).head('/any').expect(200);
 	t.true(isReplica(head.headers['x-server']));
 	for (const method of ['post', 'put', 'patch', 'delete'] as const) {
-		 
 		const response = await request(callback)[method]('/any').expect(200);
 		t.is(response.headers['x-server'], 'primary', method);
 		t.truthy(pinCookie(response), method);
@@ -120,7 +118,6 @@ test('a garbage, oversized or far-future cookie is ignored, never an error', asy
 		`2.${Date.now() + 5000}`,
 	];
 	for (const value of values) {
-		 
 		const response = await request(callback).get('/read').set('Cookie', `${cookieName}=${value}`).expect(200);
 		t.true(isReplica(response.body.server), value.slice(0, 40));
 		t.is(pinCookie(response), undefined);

@@ -20,7 +20,6 @@ function defineCatalogModel(sequelize: Sequelize) {
 async function sequentialReads(sequelize: Sequelize, count: number): Promise<string[]> {
 	const servers: string[] = [];
 	for (let index = 0; index < count; index++) {
-		 
 		servers.push(await answeringServer(sequelize, cluster));
 	}
 
@@ -207,7 +206,6 @@ test('getReplica returns replicas in round-robin order, and its query runs on ex
 	);
 	t.false('password' in first);
 	for (const replica of [first, second, first, second]) {
-		 
 		const rows = await replica.query<{port: number}>('SELECT inet_server_port() AS port');
 		t.deepEqual(rows, [{port: replica.port}]);
 	}

@@ -70,6 +70,11 @@ export class PostgresServer implements ServerAddress {
 		this.#running = false;
 	}
 
+	/** Turns a standby into a primary (`pg_ctl promote`). */
+	async promote(): Promise<void> {
+		await runAs(this.#user, this.#binaries.pgCtl, ['promote', '--wait', '-D', this.dataDir]);
+	}
+
 	/** The postmaster's pid, read from the data dir while the server runs. */
 	postmasterPid(): number {
 		return Number(readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
@@ -189,7 +194,6 @@ export class LocalCluster {
 		const deadline = Date.now() + timeoutMs;
 		const expected = this.replicas.filter(replica => replica.running).length;
 		for (;;) {
-			 
 			const {rows} = await withClient(this.primary, async client => client.query<{count: string}>('SELECT count(*) FROM pg_stat_replication WHERE state = \'streaming\''));
 			if (Number(rows[0].count) >= expected) {
 				return;
@@ -199,7 +203,6 @@ export class LocalCluster {
 				throw new Error(`Only ${rows[0].count} of ${expected} replicas are streaming after ${timeoutMs} ms (logs in ${this.root})`);
 			}
 
-			 
 			await new Promise(resolve => {
 				setTimeout(resolve, 50);
 			});

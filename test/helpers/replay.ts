@@ -26,7 +26,6 @@ export async function waitForReplay(cluster: ClusterEndpoints, timeoutMs = 30_00
 	const deadline = Date.now() + timeoutMs;
 	for (const replica of cluster.replicas) {
 		for (;;) {
-			 
 			const {caughtUp} = await queryOne<{caughtUp: boolean}>(replica, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS "caughtUp"', [lsn]);
 			if (caughtUp) {
 				break;
@@ -36,7 +35,6 @@ export async function waitForReplay(cluster: ClusterEndpoints, timeoutMs = 30_00
 				throw new Error(`${replica.name} did not replay ${lsn} within ${timeoutMs} ms`);
 			}
 
-			 
 			await delay(50);
 		}
 	}
