@@ -51,6 +51,10 @@ function* errorChain(error: unknown): Generator<ErrorLike> {
 export function classifyFailure(error: unknown): FailureKind | undefined {
 	for (const link of errorChain(error)) {
 		const code = typeof link.code === 'string' ? link.code : undefined;
+		if (code === 'MULTIDB_REPLICA_TIMEOUT') {
+			return 'timeout';
+		}
+
 		if (code === '25006') {
 			return 'read-only';
 		}

@@ -1,8 +1,9 @@
 export {multidb} from './multidb.js';
-export type {MultiDb, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions} from './multidb.js';
+export type {MultiDb, MultiDbEvents, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
 export {usePrimaryDb, pin, unpin, isPinned} from './context.js';
 export {pinning, dbWrite} from './koa.js';
 export type {MultiDbOptions, PinningOptions} from './options.js';
 export type {RouteReason, RouteStats} from './stats.js';
-export {MultiDbError} from './errors.js';
+export type {FailureKind} from './health.js';
+export {MultiDbError, NoReplicaAvailableError, ReplicaTimeoutError} from './errors.js';
 export type {MultiDbErrorCode} from './errors.js';

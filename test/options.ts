@@ -27,7 +27,7 @@ test('options that are not an object are refused', t => {
 });
 
 test('an unknown option is refused by name, so a typo does not pass silently', t => {
-	t.throws(() => resolveMultiDbOptions({shufle: true}), {instanceOf: TypeError, message: /^Unknown option `shufle` in `options`; known options are `shuffle`/});
+	t.throws(() => resolveMultiDbOptions({shufle: true}), {instanceOf: TypeError, message: /^Unknown option `shufle` in `options`; known options are `shuffle`, `cooldownMs`/});
 });
 
 test('pinning options default to the seed\'s behaviour', t => {
@@ -62,4 +62,35 @@ test('pinning options are validated once, with the option named', t => {
 
 test('pinning read methods are matched case-insensitively', t => {
 	t.deepEqual(resolvePinningOptions({readMethods: ['get', 'Report']}).readMethods, ['GET', 'REPORT']);
+});
+
+test('failover options are validated with the option named', t => {
+	const cases: Array<[Record<string, unknown>, string]> = [
+		[{cooldownMs: -5}, 'Expected `cooldownMs` to be a finite number >= 0, got -5 (number)'],
+		[{fallbackToPrimary: 'no'}, 'Expected `fallbackToPrimary` to be a boolean, got "no" (string)'],
+		[{maxLagMs: Number.NaN}, 'Expected `maxLagMs` to be a finite number >= 0, got NaN (number)'],
+		[{maxLagBytes: '16MB'}, 'Expected `maxLagBytes` to be a finite number >= 0, got "16MB" (string)'],
+		[{monitorIntervalMs: -1}, 'Expected `monitorIntervalMs` to be a finite number >= 0, got -1 (number)'],
+		[{connectTimeoutMs: 0}, 'Expected `connectTimeoutMs` to be a finite number > 0, got 0 (number)'],
+		[{readTimeoutMs: null}, 'Expected `readTimeoutMs` to be a finite number >= 0, got null'],
+	];
+	for (const [options, message] of cases) {
+		t.throws(() => resolveMultiDbOptions(options), {instanceOf: TypeError, message}, JSON.stringify(options));
+	}
+
+	t.is(resolveMultiDbOptions({maxLagMs: Number.POSITIVE_INFINITY}).maxLagMs, Number.POSITIVE_INFINITY);
+	t.is(resolveMultiDbOptions({readTimeoutMs: 0}).readTimeoutMs, 0);
+});
+
+test('multidb defaults are the documented ones', t => {
+	t.deepEqual(multidbDefaults, {
+		shuffle: true,
+		cooldownMs: 30_000,
+		fallbackToPrimary: true,
+		maxLagMs: 30_000,
+		maxLagBytes: 16 * 1024 * 1024,
+		monitorIntervalMs: 1000,
+		connectTimeoutMs: 5000,
+		readTimeoutMs: 10_000,
+	});
 });
