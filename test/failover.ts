@@ -209,3 +209,29 @@ test.serial('a promoted replica is no longer read from', async t => {
 	const servers = await Promise.all(Array.from({length: 4}, async () => sequelize.query<{port: number}>('SELECT inet_server_port() AS port', {type: QueryTypes.SELECT, plain: true})));
 	t.deepEqual(servers.map(row => row?.port), Array.from({length: 4}, () => faults.cluster.replicas[1].port));
 });
+
+test.serial('a read canceled by a hot-standby conflict is retried on another replica', async t => {
+	const faults = await ownCluster(t);
+	const [conflicted] = faults.cluster.replicas;
+	await withClient(faults.cluster.primary, async client => client.query('CREATE TABLE churn AS SELECT generate_series(1, 10000) AS n'));
+	await faults.cluster.waitForStreaming();
+	// Cancel conflicting queries at once instead of delaying replay for them.
+	await withClient(conflicted, async client => {
+		await client.query('ALTER SYSTEM SET max_standby_streaming_delay = 0');
+		await client.query('SELECT pg_reload_conf()');
+	});
+	await delay(500);
+	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs: 0});
+	const read = sequelize.query<{port: number}>('SELECT inet_server_port() AS port, count(*) AS rows, pg_sleep(2) FROM churn', {type: QueryTypes.SELECT, plain: true});
+	await delay(500);
+	// Removing rows the replica's running query may still see: replaying that cleanup
+	// conflicts with the query, which PostgreSQL cancels with SQLSTATE 40001.
+	await withClient(faults.cluster.primary, async client => {
+		await client.query('DELETE FROM churn');
+		await client.query('VACUUM churn');
+	});
+	const row = await read;
+	t.is(row?.port, faults.cluster.replicas[1].port);
+	t.is(db.stats().failovers.conflict, 1);
+	t.is(db.replicas[0].state, 'healthy');
+});
