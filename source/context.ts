@@ -2,6 +2,8 @@
 // AsyncLocalStorage, so it follows a request through every await and never leaks into a
 // concurrent one (the seed kept it in a thread-local).
 import {AsyncLocalStorage} from 'node:async_hooks';
+import {MultiDbError} from './errors.js';
+import {decodeToken} from './lsn.js';
 import type {RouteReason} from './stats.js';
 import {describe} from './validate.js';
 
@@ -26,6 +28,8 @@ export interface FlowState {
 export interface DatabaseMarks {
 	/** Reads of this database go to the primary (a pin cookie, a write request). */
 	pinned: boolean;
+	/** Reads must see the primary's WAL up to here (an LSN-mode pin): a caught-up replica, else the primary. */
+	minLsn?: bigint;
 	/** A write query ran through this database in this flow. */
 	wrote: boolean;
 }
@@ -38,6 +42,8 @@ export interface QueryAttempt {
 	readonly forcedReplica?: object;
 	/** The SQL takes row locks (`FOR UPDATE` / `FOR SHARE`), so it needs the primary. */
 	readonly lockingRead?: boolean;
+	/** Reads must see the WAL up to here: only replicas that have replayed it qualify. */
+	minLsn?: bigint;
 	/** A write reached a replica on an earlier attempt: this one goes to the primary. */
 	readonly retryOnPrimary?: boolean;
 	/** Replicas that failed earlier attempts of the same query, and why (by name). */
@@ -57,6 +63,8 @@ export interface RoutingScope {
 	readonly primaryOnly: boolean;
 	/** Absent for a query run outside any flow (no request, no `pin()`). */
 	readonly flow?: FlowState;
+	/** Consistency tokens from `withConsistency`, innermost last. */
+	readonly consistency?: readonly string[];
 	readonly attempt?: QueryAttempt;
 }
 
@@ -107,7 +115,29 @@ export function usePrimaryDb<T>(fn: () => T): T {
 		throw new TypeError(`Expected \`fn\` to be a function, got ${describe(fn)}`);
 	}
 
-	return storage.run({primaryOnly: true, flow: currentScope()?.flow}, fn);
+	const scope = currentScope();
+	return storage.run({primaryOnly: true, flow: scope?.flow, consistency: scope?.consistency}, fn);
+}
+
+/**
+ * Runs `fn` with reads that see at least what the token's write saw: each read goes to a
+ * replica that has replayed the token's WAL position, or to the primary while none has.
+ * For work that leaves the request (a queued job, another service): pass it the token
+ * from `db.consistencyToken()`. A malformed or oversized token throws `MULTIDB_BAD_TOKEN`;
+ * one of another cluster is ignored; one with a bad signature sends reads to the primary.
+ */
+export function withConsistency<T>(token: string, fn: () => T): T {
+	if (typeof fn !== 'function') {
+		throw new TypeError(`Expected \`fn\` to be a function, got ${describe(fn)}`);
+	}
+
+	const decoded = decodeToken(token);
+	if (!decoded.ok) {
+		throw new MultiDbError('MULTIDB_BAD_TOKEN', `Expected \`token\` to be a consistency token from db.consistencyToken(), got ${decoded.problem === 'oversized' ? `one of ${String(token).length} characters` : describe(token)}`);
+	}
+
+	const scope = currentScope();
+	return storage.run({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: [...scope?.consistency ?? [], token]}, fn);
 }
 
 /** `usePrimaryDb.wrap(fn)`: a function that runs `fn` inside `usePrimaryDb` on every call. */

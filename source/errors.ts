@@ -5,6 +5,7 @@ export type MultiDbErrorCode =
 	| 'MULTIDB_NO_REPLICAS'
 	| 'MULTIDB_NO_REPLICA_AVAILABLE'
 	| 'MULTIDB_REPLICA_TIMEOUT'
+	| 'MULTIDB_BAD_TOKEN'
 	| 'MULTIDB_CLOSED';
 
 export class MultiDbError extends Error {

@@ -120,6 +120,18 @@ export class ReplicaHealth {
 	/** The server is no longer a standby (it was promoted): it must not serve reads. */
 	promoted = false;
 
+	/** Notes a replay position read off the replica; positions only move forward. */
+	replayed(lsn: bigint): void {
+		if (this.replayLsn === undefined || lsn > this.replayLsn) {
+			this.replayLsn = lsn;
+		}
+	}
+
+	/** The replica is known to have replayed the WAL up to `lsn`. */
+	hasReplayed(lsn: bigint): boolean {
+		return this.replayLsn !== undefined && this.replayLsn >= lsn;
+	}
+
 	constructor(readonly cooldownMs: number) {}
 
 	isQuarantined(now = Date.now()): boolean {

@@ -1,28 +1,35 @@
 // Koa integration: the seed's PinningRouterMiddleware and `db_write`. A client that wrote
-// gets a short-lived cookie; while it carries one, its reads go to the primary, so it sees
-// its own write even when a replica lags.
+// gets a short-lived pin (a cookie, or a header for API clients). While it carries one:
+// - `consistency: 'time'`: its reads go to the primary;
+// - `consistency: 'lsn'`: the pin holds the primary's WAL position after the write, and its
+//   reads go to any replica that has replayed that far (the primary only while none has).
 import createDebug from 'debug';
 import type {Context, Middleware, Next} from 'koa';
 import {currentScope, marksOf, newFlow, runInNewFlow, type FlowState} from './context.js';
+import {decodeToken, encodeToken, signValue, verifiedValue} from './lsn.js';
 import type {MultiDb} from './multidb.js';
-import {invalid} from './validate.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './options.js';
+import {invalid} from './validate.js';
 
 const log = createDebug('sequelize-multidb:koa');
 
-/** Cookie format version, so a later format can tell old cookies apart. */
-const cookieVersion = '1';
-const cookiePattern = /^1\.(\d{1,15})$/;
+/** A time pin: `1.<expiry epoch ms>`. */
+const timePinPattern = /^1\.(\d{1,15})$/;
 /** Longer values are never ours: read no further. */
-const maxCookieLength = 64;
-/** Clock skew allowed between the servers of a fleet that share the cookie. */
+const maxPinLength = 256;
+/** Clock skew allowed between the servers of a fleet that share pins. */
 const clockSkewMs = 1000;
 
+/** What a request presented: nothing usable, a time pin, a WAL position, or a forgery. */
+type PresentedPin =
+	| {readonly kind: 'time'}
+	| {readonly kind: 'lsn'; readonly lsn: bigint; readonly systemId: string}
+	| {readonly kind: 'forged'};
+
 /**
- * Koa middleware that pins a client to the primary right after it writes. Mount it before
- * any middleware that writes. Each request runs in its own routing flow: a request is
- * pinned when it carries a valid pin cookie or uses a write method, and is explicitly
- * unpinned otherwise, whatever ran before it.
+ * Koa middleware that keeps a client on fresh data right after it writes. Mount it before
+ * any middleware that writes. Each request runs in its own routing flow: it is pinned when
+ * it presents a valid pin or uses a write method, and explicitly unpinned otherwise.
  */
 export function pinning(options?: PinningOptions): Middleware {
 	const settings = resolvePinningOptions(options);
@@ -33,27 +40,32 @@ export function pinning(options?: PinningOptions): Middleware {
 		const flow = joined?.owner === ctx ? joined : newFlow(ctx);
 		const writeMethod = !settings.readMethods.includes(ctx.method.toUpperCase());
 		const signed = signedFor(ctx, settings);
-		const pinned = (settings.pinWriteMethods && writeMethod) || hasValidPin(ctx, settings, signed);
-		if (pinned) {
+		const presented = presentedPin(ctx, settings, signed);
+		if (settings.pinWriteMethods && writeMethod) {
 			pinFlow(flow, db);
+		} else if (presented) {
+			await honour(presented, flow, db);
 		}
 
-		log('%s %s: %s', ctx.method, ctx.path, pinned ? 'pinned' : 'unpinned');
+		log('%s %s: %s', ctx.method, ctx.path, presented?.kind ?? (settings.pinWriteMethods && writeMethod ? 'write method' : 'unpinned'));
 		try {
 			await (flow === joined ? next() : runInNewFlow(next, flow));
 		} catch (error: unknown) {
 			// A handler that throws after its write committed still pins the client. Koa's
 			// error handler removes every header it finds set, but keeps `error.headers`.
-			if (shouldSetPin(ctx, flow, settings, writeMethod)) {
-				setPin(ctx, settings, signed);
-				keepSetCookieThroughError(ctx, error);
+			if (shouldPin(ctx, flow, settings, writeMethod)) {
+				await setPin(ctx, settings, signed);
+				keepHeadersThroughError(ctx, error, settings);
 			}
 
 			throw error;
 		}
 
-		if (shouldSetPin(ctx, flow, settings, writeMethod)) {
-			setPin(ctx, settings, signed);
+		if (shouldPin(ctx, flow, settings, writeMethod)) {
+			await setPin(ctx, settings, signed);
+		} else if (presented?.kind === 'lsn' && db?.everyReplicaHasReplayed(presented.lsn)) {
+			// Every replica has the write now: the pin has nothing left to do.
+			ctx.cookies.set(settings.cookie, null, cookieAttributes(ctx, settings, signed));
 		}
 	};
 }
@@ -88,41 +100,108 @@ function pinFlow(flow: FlowState, db: MultiDb | undefined): void {
 	}
 }
 
-function shouldSetPin(ctx: Context, flow: FlowState, settings: ResolvedPinningOptions, writeMethod: boolean): boolean {
+async function honour(presented: PresentedPin, flow: FlowState, db: MultiDb | undefined): Promise<void> {
+	if (presented.kind !== 'lsn' || !db) {
+		// A time pin, or a forged one: a forgery may cost primary reads, never older data.
+		pinFlow(flow, db);
+		return;
+	}
+
+	let systemId: string | undefined;
+	try {
+		systemId = await db.systemIdentifier();
+	} catch {
+		// The primary cannot say who it is (down): the replicas' positions still decide.
+	}
+
+	if (systemId === undefined || presented.systemId === systemId) {
+		marksOf(flow, db).minLsn = presented.lsn;
+	} else {
+		log('ignoring a pin for another cluster (%s)', presented.systemId);
+	}
+}
+
+function shouldPin(ctx: Context, flow: FlowState, settings: ResolvedPinningOptions, writeMethod: boolean): boolean {
 	const state = ctx.state as {dbWrite?: unknown} | undefined;
 	const wrote = settings.db ? flow.databases.get(settings.db)?.wrote === true : flow.wrote;
 	return (settings.pinWriteMethods && writeMethod) || state?.dbWrite === true || flow.markedAsWrite || wrote;
 }
 
-function hasValidPin(ctx: Context, settings: ResolvedPinningOptions, signed: boolean): boolean {
+/** The pin the request carries, from the cookie or else the header; undefined if none is valid. */
+function presentedPin(ctx: Context, settings: ResolvedPinningOptions, signed: boolean): PresentedPin | undefined {
 	let value: string | undefined;
 	try {
 		value = ctx.cookies.get(settings.cookie, {signed});
+		if (value === undefined && signed && settings.consistency === 'lsn' && ctx.cookies.get(settings.cookie, {signed: false}) !== undefined) {
+			// A WAL-position pin whose signature is wrong: it may cost primary reads, never older data.
+			return {kind: 'forged'};
+		}
 	} catch {
 		// A malformed Cookie header: no pin, never an error response.
-		return false;
+		return undefined;
 	}
 
-	if (value === undefined || value.length > maxCookieLength) {
-		return false;
+	if (value === undefined && settings.header) {
+		const header = ctx.get(settings.header);
+		const keys = appKeys(ctx);
+		if (header && header.length <= maxPinLength) {
+			value = keys ? verifiedValue(header, keys) : header;
+			if (value === undefined) {
+				return {kind: 'forged'};
+			}
+		}
 	}
 
-	const match = cookiePattern.exec(value);
-	if (!match) {
-		return false;
-	}
-
-	// The embedded expiry caps the pin even where the client ignores max-age, and a forged
-	// far-future expiry is refused instead of pinning forever.
-	const expiresAt = Number(match[1]);
-	const now = Date.now();
-	return expiresAt > now && expiresAt <= now + (settings.seconds * 1000) + clockSkewMs;
+	return value === undefined || value.length > maxPinLength ? undefined : parsePin(value, settings);
 }
 
-function setPin(ctx: Context, settings: ResolvedPinningOptions, signed: boolean): void {
-	const maxAge = settings.seconds * 1000;
-	ctx.cookies.set(settings.cookie, `${cookieVersion}.${Date.now() + maxAge}`, {
-		maxAge,
+function parsePin(value: string, settings: ResolvedPinningOptions): PresentedPin | undefined {
+	let expiresAt: number;
+	let pin: PresentedPin;
+	const timePin = timePinPattern.exec(value);
+	if (timePin) {
+		expiresAt = Number(timePin[1]);
+		pin = {kind: 'time'};
+	} else {
+		const decoded = decodeToken(value);
+		if (!decoded.ok) {
+			return undefined;
+		}
+
+		({expiresAt} = decoded.token);
+		pin = {kind: 'lsn', lsn: decoded.token.lsn, systemId: decoded.token.systemId};
+	}
+
+	// The embedded expiry caps the pin even where the client ignores the cookie's, and a
+	// far-future expiry is refused instead of pinning forever.
+	const now = Date.now();
+	return expiresAt > now && expiresAt <= now + (settings.seconds * 1000) + clockSkewMs ? pin : undefined;
+}
+
+async function setPin(ctx: Context, settings: ResolvedPinningOptions, signed: boolean): Promise<void> {
+	const expiresAt = Date.now() + (settings.seconds * 1000);
+	let value = `1.${expiresAt}`;
+	if (settings.consistency === 'lsn' && settings.db) {
+		try {
+			// Read after the handler's writes committed: the position covers them.
+			const {systemId, lsn} = await settings.db.primaryPosition();
+			value = encodeToken({systemId, lsn, expiresAt});
+		} catch (error) {
+			// Without a position, pin by time: reads go to the primary for `seconds`.
+			log('no WAL position for the pin (%s); pinning by time', (error as Error).message);
+		}
+	}
+
+	ctx.cookies.set(settings.cookie, value, cookieAttributes(ctx, settings, signed));
+	if (settings.header) {
+		const keys = appKeys(ctx);
+		ctx.set(settings.header, keys ? signValue(value, keys) : value);
+	}
+}
+
+function cookieAttributes(ctx: Context, settings: ResolvedPinningOptions, signed: boolean) {
+	return {
+		maxAge: settings.seconds * 1000,
 		path: settings.path,
 		domain: settings.domain,
 		httpOnly: settings.httpOnly,
@@ -130,7 +209,7 @@ function setPin(ctx: Context, settings: ResolvedPinningOptions, signed: boolean)
 		secure: settings.secure ?? ctx.secure,
 		signed,
 		overwrite: true,
-	});
+	};
 }
 
 function signedFor(ctx: Context, settings: ResolvedPinningOptions): boolean {
@@ -142,21 +221,29 @@ function signedFor(ctx: Context, settings: ResolvedPinningOptions): boolean {
 	return settings.signed ?? hasKeys;
 }
 
-function keepSetCookieThroughError(ctx: Context, error: unknown): void {
+/** `app.keys` as strings, to sign header pins (a Keygrip instance leaves them unsigned). */
+function appKeys(ctx: Context): string[] | undefined {
+	const {keys} = ctx.app;
+	return Array.isArray(keys) && keys.length > 0 && keys.every(key => typeof key === 'string') ? keys : undefined;
+}
+
+function keepHeadersThroughError(ctx: Context, error: unknown, settings: ResolvedPinningOptions): void {
 	if (typeof error !== 'object' || error === null) {
 		return;
 	}
 
-	const setCookie = ctx.response.get('Set-Cookie') as string | string[];
-	if (setCookie.length === 0) {
-		return;
+	const kept: Record<string, string | string[]> = {};
+	for (const name of ['Set-Cookie', ...settings.header ? [settings.header] : []]) {
+		const value = ctx.response.get(name) as string | string[];
+		if (value.length > 0) {
+			kept[name] = value;
+		}
 	}
 
 	const carrier = error as {headers?: Record<string, unknown>};
 	try {
-		carrier.headers = {...carrier.headers, 'Set-Cookie': setCookie};
+		carrier.headers = {...carrier.headers, ...kept};
 	} catch {
-		// A frozen error: its headers cannot carry the cookie.
+		// A frozen error: its headers cannot carry the pin.
 	}
 }
-

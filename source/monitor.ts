@@ -9,7 +9,7 @@ import createDebug from 'debug';
 import {abortConnection, withTimeout} from './deadline.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica-pool.js';
-import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
+import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:monitor');
 
@@ -34,20 +34,15 @@ export interface MonitorOptions {
 	readonly onFailure: (replica: Replica, error: unknown) => void;
 }
 
-interface QueryableConnection extends PooledConnection {
-	query(sql: string): Promise<{rows: Array<Record<string, unknown>>}>;
-	_invalid?: boolean;
-}
-
 /** One dedicated connection per server, reopened after a failure. */
 class ProbeConnection {
-	#connection: Promise<QueryableConnection> | undefined;
+	#connection: Promise<ClientConnection> | undefined;
 
 	constructor(readonly manager: ConnectionManagerInternals, readonly config: ConnectionConfig, readonly queryType: 'read' | 'write') {}
 
 	async query(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 		this.#connection ??= this.#open();
-		let connection: QueryableConnection | undefined;
+		let connection: ClientConnection | undefined;
 		try {
 			connection = await this.#connection;
 			const result = await withTimeout(connection.query(sql), timeoutMs, 'monitor probe');
@@ -62,8 +57,8 @@ class ProbeConnection {
 		}
 	}
 
-	async #open(): Promise<QueryableConnection> {
-		const connection = await this.manager._connect(this.config) as QueryableConnection;
+	async #open(): Promise<ClientConnection> {
+		const connection = await this.manager._connect(this.config) as ClientConnection;
 		// Sequelize's error listener on the connection hands it to `pool[queryType].destroy`,
 		// which ignores a connection it does not hold; without a type it would throw.
 		connection.queryType = this.queryType;
@@ -166,6 +161,10 @@ export class LagMonitor {
 		}
 
 		const replayLsn = parseLsn(row?.replayLsn);
+		if (replayLsn !== undefined) {
+			replica.health.replayed(replayLsn);
+		}
+
 		const lagBytes = primaryLsn !== undefined && replayLsn !== undefined ? bigintMax(primaryLsn - replayLsn, 0n) : undefined;
 		this.#options.onSample(replica, {
 			inRecovery: row?.inRecovery === true,

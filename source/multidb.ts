@@ -1,9 +1,12 @@
 // `multidb()`: validates, installs the router onto one Sequelize instance, and returns its
-// handle. Installing means three things, all per instance:
-// - our `ReplicaPool` takes the place of Sequelize's read pool (per-query replica choice);
+// handle. Installing means, all per instance:
+// - our `ReplicaPool` takes the place of Sequelize's read pool (per-query replica choice,
+//   skipping failed, lagging and not-caught-up replicas);
 // - a `beforePoolAcquire` hook decides, per connection request, primary or replicas;
-// - `sequelize.query` runs each query in a routing scope, so the decision can be counted
-//   (`afterQuery`) and, for locking reads written as raw SQL, steered.
+// - `sequelize.query` runs each query in a routing scope, and retries a read that failed
+//   because of its replica (`beforeQuery` notes the replica and times the read, `afterQuery`
+//   counts it and marks writes);
+// - a background monitor measures each replica's lag.
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
@@ -11,14 +14,14 @@ import {currentScope, marksOf, runInScope, type QueryAttempt, type RoutingScope}
 import {abortConnection} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import {classifyFailure, describeFailure, type FailureKind} from './health.js';
-import {formatLsn} from './lsn.js';
+import {decodeToken, encodeToken, formatLsn, parseLsn, type DecodedToken} from './lsn.js';
 import {LagMonitor, type LagSample} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {isLockingRead, isWriteQuery} from './query-kind.js';
 import {Replica, ReplicaPool} from './replica-pool.js';
 import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type QueryInternals} from './sequelize-internals.js';
 import {StatsRecorder, type RouteReason, type RouteStats} from './stats.js';
-import {describe, routerBrand} from './validate.js';
+import {checkNumber, describe, routerBrand} from './validate.js';
 
 const log = createDebug('sequelize-multidb:router');
 
@@ -31,6 +34,9 @@ const primaryReadReasons = new Set<RouteReason>(['use-master', 'locking-read', '
 
 /** Bound on a monitor probe when `readTimeoutMs` is 0 (off): a probe must never hang. */
 const defaultProbeTimeoutMs = 10_000;
+
+/** How long a token from `db.consistencyToken()` is honoured, unless told otherwise. */
+const defaultTokenTtlMs = 60_000;
 
 /** Where a replica is, without its password. */
 export interface ReplicaInfo {
@@ -96,6 +102,9 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly #monitor: LagMonitor | undefined;
 	readonly #stats: StatsRecorder;
 	readonly #originalQuery: QueryFunction;
+	readonly #decodedTokens = new Map<string, DecodedToken>();
+	#systemId: Promise<string> | undefined;
+	#knownSystemId: string | undefined;
 	#closed = false;
 
 	/** @internal Use `multidb(sequelize, options)`. */
@@ -118,6 +127,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 				nativePool: manager.pool.read,
 				primaryPool: manager.pool.write,
 				onFailure: (replica, error) => {
+					// A read that could not connect to this replica moves on to the next one.
+					this.#stats.failover('connection');
 					this.#replicaFailed(replica, error, 'connection');
 				},
 				onFallback: reasons => {
@@ -146,9 +157,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		}
 
 		this.#stats = new StatsRecorder(['primary', ...this.#replicaPool?.replicas.map(replica => replica.name) ?? []]);
-		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', acquireOptions => {
-			this.#route(acquireOptions);
-		});
+		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', async acquireOptions => this.#route(acquireOptions));
 		sequelize.addHook('beforeQuery', 'sequelize-multidb', (queryOptions, query) => {
 			this.#beforeQuery(queryOptions, query);
 		});
@@ -196,6 +205,54 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		return this.#stats.snapshot();
 	}
 
+	/**
+	 * A token for "what has been written so far": the primary's WAL position, read now (so
+	 * call it after your write committed), bound to this cluster, signed with `keys`. Hand it
+	 * to `withConsistency(token, fn)` where the work continues (a job, another service).
+	 */
+	async consistencyToken(options: {ttlMs?: number} = {}): Promise<string> {
+		const ttlMs = options.ttlMs ?? defaultTokenTtlMs;
+		checkNumber('ttlMs', ttlMs, {min: 0, exclusive: true});
+		const {systemId, lsn} = await this.primaryPosition();
+		return encodeToken({systemId, lsn, expiresAt: Date.now() + ttlMs}, this.options.keys);
+	}
+
+	/** @internal The cluster's identity and the primary's WAL position, read now. */
+	async primaryPosition(): Promise<{systemId: string; lsn: bigint}> {
+		const [systemId, row] = await Promise.all([
+			this.systemIdentifier(),
+			this.sequelize.query<{lsn: string}>('SELECT pg_current_wal_lsn()::text AS lsn', {type: QueryTypes.SELECT, plain: true, useMaster: true}),
+		]);
+		const lsn = parseLsn(row?.lsn);
+		if (lsn === undefined) {
+			throw new MultiDbError('MULTIDB_BAD_TOKEN', `The primary reported no WAL position (got ${describe(row?.lsn)})`);
+		}
+
+		return {systemId, lsn};
+	}
+
+	/**
+	 * The cluster's identity in consistency tokens: PostgreSQL's system identifier, which a
+	 * primary and its physical replicas share (read once, then cached).
+	 */
+	async systemIdentifier(): Promise<string> {
+		this.#systemId ??= this.sequelize.query<{id: string}>('SELECT system_identifier::text AS id FROM pg_control_system()', {type: QueryTypes.SELECT, plain: true, useMaster: true})
+			.then(row => {
+				const id = String(row?.id);
+				this.#knownSystemId = id;
+				return id;
+			}, (error: unknown) => {
+				this.#systemId = undefined;
+				throw error;
+			});
+		return this.#systemId;
+	}
+
+	/** @internal Whether every replica is known to have replayed up to `lsn`. */
+	everyReplicaHasReplayed(lsn: bigint): boolean {
+		return this.#replicaPool?.replicas.every(replica => replica.health.hasReplayed(lsn)) ?? false;
+	}
+
 	/** Probes every replica now instead of at the monitor's next tick. */
 	async refreshReplicas(): Promise<void> {
 		await this.#monitor?.probe();
@@ -221,7 +278,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		for (let attemptNumber = 1; ; attemptNumber++) {
 			const attempt: QueryAttempt = {router: this, lockingRead, excluded, retryOnPrimary};
 			try {
-				const result = await runInScope({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, attempt}, async () => this.#originalQuery(sql, queryOptions));
+				const result = await runInScope({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: scope?.consistency, attempt}, async () => this.#originalQuery(sql, queryOptions));
 				if (attempt.replica instanceof Replica) {
 					this.#replicaAnswered(attempt.replica);
 				}
@@ -269,8 +326,20 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	}
 
 	/** The `beforePoolAcquire` hook: decides where a connection request goes. */
-	#route(options: AcquireOptions): void {
+	#route(options: AcquireOptions): Promise<void> | undefined {
 		const scope = currentScope();
+		if (scope?.consistency && this.#knownSystemId === undefined && options.useMaster !== true && options.type === QueryTypes.SELECT) {
+			// A token names its cluster: learn ours once before judging tokens.
+			return this.systemIdentifier().then(() => {
+				this.#decide(options, scope);
+			});
+		}
+
+		this.#decide(options, scope);
+		return undefined;
+	}
+
+	#decide(options: AcquireOptions, scope: RoutingScope | undefined): void {
 		const attempt = this.#attemptIn(scope);
 		const reason = this.#reasonFor(options, scope, attempt);
 		if (primaryReadReasons.has(reason)) {
@@ -313,7 +382,60 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			return 'pinned';
 		}
 
+		const required = this.#requiredPosition(scope);
+		if (required === 'primary') {
+			return 'pinned';
+		}
+
+		if (required !== undefined) {
+			// A read-only transaction would need one replica caught up for all its queries:
+			// the primary is the simple, safe answer.
+			if (!attempt) {
+				return 'pinned';
+			}
+
+			attempt.minLsn = required;
+			return 'caught-up';
+		}
+
 		return options.uuid === undefined ? 'round-robin' : 'read-only-transaction';
+	}
+
+	/**
+	 * The WAL position this scope's reads must see: from an LSN-mode pin (Koa) and from
+	 * `withConsistency` tokens of this cluster that have not expired. `primary` where a
+	 * token's signature is wrong: such a read may wait or use the primary, never read older.
+	 */
+	#requiredPosition(scope: RoutingScope | undefined): bigint | 'primary' | undefined {
+		let required = scope?.flow?.databases.get(this)?.minLsn;
+		for (const text of scope?.consistency ?? []) {
+			const decoded = this.#decodeToken(text);
+			if (!decoded.ok) {
+				return 'primary';
+			}
+
+			const {token} = decoded;
+			if (token.systemId === this.#knownSystemId && token.expiresAt > Date.now() && (required === undefined || token.lsn > required)) {
+				required = token.lsn;
+			}
+		}
+
+		return required;
+	}
+
+	#decodeToken(text: string): DecodedToken {
+		let decoded = this.#decodedTokens.get(text);
+		if (!decoded) {
+			decoded = decodeToken(text, this.options.keys);
+			// A small cache: a flow carries one or two tokens, decoded again on every read.
+			if (this.#decodedTokens.size >= 256) {
+				this.#decodedTokens.clear();
+			}
+
+			this.#decodedTokens.set(text, decoded);
+		}
+
+		return decoded;
 	}
 
 	/** The `beforeQuery` hook: notes the replica a retryable read runs on, and times it. */
@@ -390,10 +512,6 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		const {health} = replica;
 		const wasOut = health.lagging || health.promoted;
 		health.promoted = !sample.inRecovery;
-		if (sample.replayLsn !== undefined) {
-			health.replayLsn = sample.replayLsn;
-		}
-
 		// Without the primary's position (primary down) the lag is unknown: keep the last verdict.
 		if (sample.lagMs !== undefined && sample.lagBytes !== undefined) {
 			health.lagMs = sample.lagMs;

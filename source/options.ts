@@ -52,6 +52,13 @@ export interface MultiDbOptions {
 	 * @default 10_000
 	 */
 	readonly readTimeoutMs?: number;
+	/**
+	 * Keys that sign consistency tokens (`db.consistencyToken()`) and verify them
+	 * (`withConsistency`); the first signs, any verifies, so keys can be rotated. With keys,
+	 * a token without a valid signature sends reads to the primary.
+	 * @default [] (tokens are not signed)
+	 */
+	readonly keys?: readonly string[];
 }
 
 export type ResolvedMultiDbOptions = Readonly<Required<MultiDbOptions>>;
@@ -65,6 +72,7 @@ export const multidbDefaults: ResolvedMultiDbOptions = Object.freeze({
 	monitorIntervalMs: 1000,
 	connectTimeoutMs: 5000,
 	readTimeoutMs: 10_000,
+	keys: Object.freeze([]),
 });
 
 const knownOptions = Object.keys(multidbDefaults);
@@ -86,7 +94,14 @@ export function resolveMultiDbOptions(options: unknown): ResolvedMultiDbOptions 
 		}
 	}
 
-	return Object.freeze(merged) as unknown as ResolvedMultiDbOptions;
+	checkKeys('keys', merged.keys);
+	return Object.freeze({...merged, keys: Object.freeze([...merged.keys as string[]])}) as unknown as ResolvedMultiDbOptions;
+}
+
+function checkKeys(name: string, value: unknown): void {
+	if (!Array.isArray(value) || !value.every(key => typeof key === 'string' && key.length > 0)) {
+		throw invalid(name, 'an array of non-empty strings', value);
+	}
 }
 
 /** `{x: undefined}` means "use the default", as if the key were absent. */
@@ -147,6 +162,20 @@ export interface PinningOptions {
 	 * @default true
 	 */
 	readonly pinWriteMethods?: boolean;
+	/**
+	 * `'time'`: a pinned client reads from the primary for `seconds` (the seed's behaviour).
+	 * `'lsn'`: the pin carries the primary's WAL position after the write, and the client's
+	 * reads go to any replica that has replayed it, to the primary only while none has
+	 * (`seconds` still caps it). Needs `db`.
+	 * @default 'time'
+	 */
+	readonly consistency?: 'time' | 'lsn';
+	/**
+	 * Name of a header that carries the pin for clients without cookies: set on responses
+	 * that pin, read from requests (after the cookie). Signed with `app.keys` when set.
+	 * @default undefined (cookies only)
+	 */
+	readonly header?: string;
 }
 
 export interface ResolvedPinningOptions {
@@ -161,6 +190,8 @@ export interface ResolvedPinningOptions {
 	readonly signed: boolean | undefined;
 	readonly readMethods: readonly string[];
 	readonly pinWriteMethods: boolean;
+	readonly consistency: 'time' | 'lsn';
+	readonly header: string | undefined;
 }
 
 export const pinningDefaults: ResolvedPinningOptions = Object.freeze({
@@ -175,6 +206,8 @@ export const pinningDefaults: ResolvedPinningOptions = Object.freeze({
 	signed: undefined,
 	readMethods: Object.freeze(['GET', 'HEAD', 'OPTIONS', 'TRACE']),
 	pinWriteMethods: true,
+	consistency: 'time',
+	header: undefined,
 });
 
 /** RFC 6265 cookie-name characters (an HTTP token). */
@@ -210,6 +243,15 @@ export function resolvePinningOptions(options: unknown): ResolvedPinningOptions 
 	}
 
 	checkBoolean('pinWriteMethods', merged.pinWriteMethods);
+	checkOneOf('consistency', merged.consistency, ['time', 'lsn'] as const);
+	if (merged.consistency === 'lsn' && merged.db === undefined) {
+		throw invalid('db', 'the handle returned by multidb() when `consistency` is \'lsn\'', merged.db);
+	}
+
+	if (merged.header !== undefined) {
+		checkString('header', merged.header, cookieName, 'an HTTP header name');
+	}
+
 	return Object.freeze({
 		...merged,
 		readMethods: Object.freeze(merged.readMethods.map(method => (method as string).toUpperCase())),

@@ -8,7 +8,8 @@ import {currentScope, type QueryAttempt} from './context.js';
 import {abortConnection, withTimeout} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import {classifyFailure, describeFailure, ReplicaHealth} from './health.js';
-import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
+import {parseLsn} from './lsn.js';
+import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:pool');
 
@@ -82,6 +83,7 @@ export class ReplicaPool implements ReadPool {
 	readonly #replicaOfConnection = new WeakMap<PooledConnection, Replica>();
 	#cursor = 0;
 	#fallingBack = false;
+	readonly #questions = new Map<Replica, Promise<void>>();
 
 	constructor(options: ReplicaPoolOptions) {
 		this.#options = options;
@@ -98,14 +100,17 @@ export class ReplicaPool implements ReadPool {
 		return this.#replicaOfConnection.get(connection);
 	}
 
-	/** The next usable replica in round-robin order, skipping `excluded` ones. */
-	next(excluded?: ReadonlyMap<object, string>): Replica | undefined {
+	/**
+	 * The next usable replica in round-robin order, skipping `excluded` ones and, given
+	 * `minLsn`, those not known to have replayed that far.
+	 */
+	next(excluded?: ReadonlyMap<object, string>, minLsn?: bigint): Replica | undefined {
 		const now = Date.now();
 		const count = this.replicas.length;
 		for (let step = 0; step < count; step++) {
 			const index = (this.#cursor + step) % count;
 			const replica = this.replicas[index];
-			if (replica.health.isUsable(now) && !excluded?.has(replica)) {
+			if (replica.health.isUsable(now) && !excluded?.has(replica) && (minLsn === undefined || replica.health.hasReplayed(minLsn))) {
 				this.#cursor = (index + 1) % count;
 				return replica;
 			}
@@ -130,8 +135,26 @@ export class ReplicaPool implements ReadPool {
 
 		// Nothing has been sent yet, so a replica that fails to connect is safe to skip.
 		const failed = new Map<object, string>(attempt?.excluded);
+		const minLsn = attempt?.minLsn;
+		let asked = false;
 		for (;;) {
-			const replica = this.next(failed);
+			let replica = this.next(failed, minLsn);
+			if (!replica && minLsn !== undefined && !asked) {
+				// No replica is known to have replayed that far yet (the monitor's view is up to
+				// an interval old): ask the most advanced one, once, before using the primary.
+				asked = true;
+				await this.#askReplayPosition(failed);
+				replica = this.next(failed, minLsn);
+			}
+
+			if (!replica && minLsn !== undefined) {
+				if (attempt) {
+					attempt.reason = 'not-caught-up';
+				}
+
+				return this.#options.primaryPool.acquire();
+			}
+
 			if (!replica) {
 				return this.#fallback(attempt, failed);
 			}
@@ -171,6 +194,51 @@ export class ReplicaPool implements ReadPool {
 
 	async destroyAllNow(): Promise<void> {
 		await Promise.all([this.#options.nativePool.destroyAllNow(), ...this.replicas.map(async replica => replica.pool.destroyAllNow())]);
+	}
+
+	/**
+	 * Reads the replay position of the usable replica most likely to be caught up, bounded
+	 * by the connect timeout. Concurrent reads share one question per replica, and the
+	 * answer is kept as the replica's known position.
+	 */
+	async #askReplayPosition(excluded: ReadonlyMap<object, string>): Promise<void> {
+		const now = Date.now();
+		const candidates = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded.has(replica));
+		const best = candidates.sort((a, b) => Number((b.health.replayLsn ?? -1n) - (a.health.replayLsn ?? -1n)))[0] as Replica | undefined;
+		if (!best) {
+			return;
+		}
+
+		let question = this.#questions.get(best);
+		if (!question) {
+			question = this.#readReplayPosition(best).finally(() => {
+				this.#questions.delete(best);
+			});
+			this.#questions.set(best, question);
+		}
+
+		await question;
+	}
+
+	async #readReplayPosition(replica: Replica): Promise<void> {
+		let connection: ClientConnection | undefined;
+		try {
+			connection = await replica.pool.acquire() as ClientConnection;
+			const result = await withTimeout(connection.query('SELECT pg_last_wal_replay_lsn()::text AS lsn'), this.#options.connectTimeoutMs, 'replay position check');
+			const lsn = parseLsn(result.rows[0]?.lsn);
+			if (lsn !== undefined) {
+				replica.health.replayed(lsn);
+			}
+
+			replica.pool.release(connection);
+		} catch (error) {
+			if (connection) {
+				abortConnection(connection);
+				replica.pool.release(connection);
+			}
+
+			log('replay position of %s unknown: %s', replica.name, describeFailure(error));
+		}
 	}
 
 	async #fallback(attempt: QueryAttempt | undefined, failed: ReadonlyMap<object, string>): Promise<PooledConnection> {

@@ -11,6 +11,11 @@ export interface PooledConnection {
 	uuid?: string;
 }
 
+/** A pooled connection used directly (node-postgres's promise API). */
+export interface ClientConnection extends PooledConnection {
+	query(sql: string): Promise<{rows: Array<Record<string, unknown>>}>;
+}
+
 /** What `connection.pool.read` must offer; our `ReplicaPool` implements it. */
 export interface ReadPool {
 	acquire(): Promise<PooledConnection>;

@@ -25,7 +25,11 @@ export type RouteReason =
 	/** A read on the primary because no replica could serve it (down, lagging, quarantined). */
 	| 'fallback'
 	/** A write that reached a replica (SQLSTATE 25006), retried once on the primary. */
-	| 'misrouted-write';
+	| 'misrouted-write'
+	/** A read with a consistency requirement, on a replica that has replayed that far. */
+	| 'caught-up'
+	/** A read with a consistency requirement, on the primary: no replica had replayed that far. */
+	| 'not-caught-up';
 
 export interface RouteStats {
 	/** Queries counted since `multidb()` was called. */

@@ -92,5 +92,6 @@ test('multidb defaults are the documented ones', t => {
 		monitorIntervalMs: 1000,
 		connectTimeoutMs: 5000,
 		readTimeoutMs: 10_000,
+		keys: [],
 	});
 });
