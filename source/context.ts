@@ -133,7 +133,7 @@ export function withConsistency<T>(token: string, fn: () => T): T {
 
 	const decoded = decodeToken(token);
 	if (!decoded.ok) {
-		throw new MultiDbError('MULTIDB_BAD_TOKEN', `Expected \`token\` to be a consistency token from db.consistencyToken(), got ${decoded.problem === 'oversized' ? `one of ${String(token).length} characters` : describe(token)}`);
+		throw new MultiDbError('MULTIDB_BAD_TOKEN', `Expected \`token\` to be a consistency token from db.consistencyToken(), got ${decoded.problem === 'oversized' ? `one of ${token.length} characters` : describe(token)}`);
 	}
 
 	const scope = currentScope();

@@ -1,6 +1,6 @@
 export {multidb} from './multidb.js';
 export type {MultiDb, MultiDbEvents, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
-export {usePrimaryDb, pin, unpin, isPinned} from './context.js';
+export {usePrimaryDb, pin, unpin, isPinned, withConsistency} from './context.js';
 export {pinning, dbWrite} from './koa.js';
 export type {MultiDbOptions, PinningOptions} from './options.js';
 export type {RouteReason, RouteStats} from './stats.js';
