@@ -142,17 +142,29 @@ function presentedPin(ctx: Context, settings: ResolvedPinningOptions, signed: bo
 	}
 
 	if (value === undefined && settings.header) {
-		const header = ctx.get(settings.header);
-		const keys = appKeys(ctx);
-		if (header && header.length <= maxPinLength) {
-			value = keys ? verifiedValue(header, keys) : header;
-			if (value === undefined) {
-				return {kind: 'forged'};
-			}
-		}
+		return headerPin(ctx, settings);
 	}
 
 	return value === undefined || value.length > maxPinLength ? undefined : parsePin(value, settings);
+}
+
+/** A pin from the header: `value~signature` where `app.keys` is set, else the bare value. */
+function headerPin(ctx: Context, settings: ResolvedPinningOptions): PresentedPin | undefined {
+	const header = settings.header ? ctx.get(settings.header) : '';
+	if (header === '' || header.length > maxPinLength) {
+		return undefined;
+	}
+
+	const keys = appKeys(ctx);
+	const separator = header.lastIndexOf('~');
+	const pin = parsePin(keys && separator >= 0 ? header.slice(0, separator) : header, settings);
+	if (!pin || !keys) {
+		// Garbage is no pin at all; without keys there is no signature to check.
+		return pin;
+	}
+
+	// A well-formed pin whose signature does not match: it may cost primary reads, never older data.
+	return verifiedValue(header, keys) === undefined ? {kind: 'forged'} : pin;
 }
 
 function parsePin(value: string, settings: ResolvedPinningOptions): PresentedPin | undefined {

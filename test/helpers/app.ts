@@ -2,10 +2,10 @@
 // (`server`), so a test sees where each request's reads went.
 import KoaRouter from '@koa/router';
 import Koa from 'koa';
-import {DataTypes, type Sequelize} from 'sequelize';
+import {DataTypes, QueryTypes, type Sequelize} from 'sequelize';
 import {dbWrite, multidb, pinning, type MultiDb, type PinningOptions} from '../../source/index.js';
 import type {ClusterEndpoints} from './shared-cluster.js';
-import {answeringServer, newSequelize, type TestSequelizeOptions} from './sequelize.js';
+import {answeringServer, newSequelize, serverNamer, type TestSequelizeOptions} from './sequelize.js';
 import {runEverywhere} from './replay.js';
 
 export interface TestApp {
@@ -58,6 +58,11 @@ export function createTestApp(cluster: ClusterEndpoints, table: string, options:
 	router.get('/notes/:id', async ctx => {
 		const note = await Note.findByPk(Number(ctx.params.id));
 		ctx.body = {found: note !== null, server: await server()};
+	});
+	// One query that says both where it ran and whether it saw the note: no per-query mix-up.
+	router.get('/notes/:id/check', async ctx => {
+		const row = await sequelize.query<{port: number; found: boolean}>(`SELECT inet_server_port() AS port, EXISTS (SELECT 1 FROM ${table} WHERE id = :id) AS found`, {type: QueryTypes.SELECT, plain: true, replacements: {id: Number(ctx.params.id)}});
+		ctx.body = {found: row?.found, server: serverNamer(cluster)(row?.port ?? 0)};
 	});
 	router.get('/notes/:id/like', dbWrite(async ctx => {
 		const before = await server();
