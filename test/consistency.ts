@@ -87,9 +87,12 @@ test('a token outside its cluster or past its expiry is ignored', async t => {
 });
 
 test('malformed and oversized tokens are refused by withConsistency with a code', t => {
-	for (const token of ['garbage', 'mdb1.x', '', `mdb1.1.0.${'9'.repeat(300)}`, 42 as unknown as string]) {
-		const error = t.throws(() => { withConsistency(token, () => undefined); });
-		t.true(error instanceof MultiDbError && error.code === 'MULTIDB_BAD_TOKEN', token.slice(0, 20));
+	const tokens: unknown[] = ['garbage', 'mdb1.x', '', `mdb1.1.0.${'9'.repeat(300)}`, 42];
+	for (const token of tokens) {
+		const error = t.throws(() => {
+			withConsistency(token as string, () => undefined);
+		});
+		t.true(error instanceof MultiDbError && error.code === 'MULTIDB_BAD_TOKEN', typeof token === 'string' ? token.slice(0, 20) : typeof token);
 	}
 });
 
