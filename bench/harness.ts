@@ -12,6 +12,8 @@ export interface BenchCluster {
 	/** Server names by port: primary, replica1, replica2. */
 	readonly names: ReadonlyMap<number, string>;
 	connect(options?: Options): Sequelize;
+	/** Like `connect`, with only these replicas in `replication.read`. */
+	connectTo(replicas: readonly ServerEndpoint[], options?: Options): Sequelize;
 	stop(): Promise<void>;
 }
 
@@ -19,17 +21,19 @@ export async function startBenchCluster(options?: ClusterOptions): Promise<Bench
 	const local = await LocalCluster.start(options);
 	const endpoints = endpointsOf(local);
 	const connection = (server: ServerEndpoint) => ({host: server.host, port: server.port, username: server.username, password: server.password});
+	const connectTo = (replicas: readonly ServerEndpoint[], overrides: Options = {}) => new Sequelize(endpoints.primary.database, endpoints.primary.username, endpoints.primary.password, {
+		dialect: 'postgres',
+		logging: false,
+		pool: {max: 10},
+		...overrides,
+		replication: {write: connection(endpoints.primary), read: replicas.map(replica => connection(replica))},
+	});
 	return {
 		local,
 		endpoints,
 		names: new Map([endpoints.primary, ...endpoints.replicas].map(server => [server.port, server.name])),
-		connect: (overrides = {}) => new Sequelize(endpoints.primary.database, endpoints.primary.username, endpoints.primary.password, {
-			dialect: 'postgres',
-			logging: false,
-			pool: {max: 10},
-			...overrides,
-			replication: {write: connection(endpoints.primary), read: endpoints.replicas.map(replica => connection(replica))},
-		}),
+		connect: (overrides = {}) => connectTo(endpoints.replicas, overrides),
+		connectTo,
 		stop: async () => local.stop(),
 	};
 }

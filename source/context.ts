@@ -2,6 +2,7 @@
 // AsyncLocalStorage, so it follows a request through every await and never leaks into a
 // concurrent one (the seed kept it in a thread-local).
 import {AsyncLocalStorage} from 'node:async_hooks';
+import type {WatchedRead} from './deadline.js';
 import {MultiDbError} from './errors.js';
 import {decodeToken} from './lsn.js';
 import type {RouteReason} from './stats.js';
@@ -40,8 +41,8 @@ export interface QueryAttempt {
 	readonly router: object;
 	/** Set when the query must run on exactly this replica (`getReplica().query`). */
 	readonly forcedReplica?: object;
-	/** The SQL takes row locks (`FOR UPDATE` / `FOR SHARE`), so it needs the primary. */
-	readonly lockingRead?: boolean;
+	/** The query's SQL text, where the caller gave one (checked for row locks only if it is a read). */
+	readonly sql?: string;
 	/** Reads must see the WAL up to here: only replicas that have replayed it qualify. */
 	minLsn?: bigint;
 	/** A write reached a replica on an earlier attempt: this one goes to the primary. */
@@ -54,8 +55,8 @@ export interface QueryAttempt {
 	replica?: object;
 	/** The read timeout fired and killed the connection. */
 	timedOut?: boolean;
-	/** The read timeout's timer, cleared when the query ends. */
-	timer?: NodeJS.Timeout;
+	/** The read's deadline, while it runs on a replica. */
+	deadline?: WatchedRead;
 }
 
 export interface RoutingScope {

@@ -18,6 +18,69 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
 	}
 }
 
+/** One watched read: expires at `deadline` (epoch ms) unless `done()` comes first. */
+export interface WatchedRead {
+	readonly deadline: number;
+	readonly onExpire: () => void;
+}
+
+/**
+ * Deadlines of reads in flight, swept by one timer instead of a timer per read (a timer per
+ * read costs more than the rest of the router's work on a fast query). A read is caught
+ * between `timeoutMs` and `timeoutMs` plus a quarter of it after it started.
+ */
+export class ReadDeadlines {
+	readonly #reads = new Set<WatchedRead>();
+	readonly #sweepMs: number;
+	#timer: NodeJS.Timeout | undefined;
+
+	constructor(readonly timeoutMs: number) {
+		this.#sweepMs = Math.min(1000, Math.max(20, Math.round(timeoutMs / 4)));
+	}
+
+	watch(onExpire: () => void): WatchedRead {
+		const read = {deadline: Date.now() + this.timeoutMs, onExpire};
+		this.#reads.add(read);
+		if (!this.#timer) {
+			this.#timer = setInterval(() => {
+				this.#sweep();
+			}, this.#sweepMs);
+			// Never keep the process alive for the sweep's sake.
+			this.#timer.unref();
+		}
+
+		return read;
+	}
+
+	done(read: WatchedRead | undefined): void {
+		if (read) {
+			this.#reads.delete(read);
+		}
+	}
+
+	stop(): void {
+		clearInterval(this.#timer);
+		this.#timer = undefined;
+		this.#reads.clear();
+	}
+
+	#sweep(): void {
+		if (this.#reads.size === 0) {
+			clearInterval(this.#timer);
+			this.#timer = undefined;
+			return;
+		}
+
+		const now = Date.now();
+		for (const read of this.#reads) {
+			if (read.deadline <= now) {
+				this.#reads.delete(read);
+				read.onExpire();
+			}
+		}
+	}
+}
+
 interface AbortableConnection extends PooledConnection {
 	_invalid?: boolean;
 	connection?: {stream?: {destroy(error?: Error): void}};

@@ -47,7 +47,10 @@ export function pinning(options?: PinningOptions): Middleware {
 			await honour(presented, flow, db);
 		}
 
-		log('%s %s: %s', ctx.method, ctx.path, presented?.kind ?? (settings.pinWriteMethods && writeMethod ? 'write method' : 'unpinned'));
+		if (log.enabled) {
+			log('%s %s: %s', ctx.method, ctx.path, presented?.kind ?? (settings.pinWriteMethods && writeMethod ? 'write method' : 'unpinned'));
+		}
+
 		try {
 			await (flow === joined ? next() : runInNewFlow(next, flow));
 		} catch (error: unknown) {
@@ -130,6 +133,12 @@ function shouldPin(ctx: Context, flow: FlowState, settings: ResolvedPinningOptio
 /** The pin the request carries, from the cookie or else the header; undefined if none is valid. */
 function presentedPin(ctx: Context, settings: ResolvedPinningOptions, signed: boolean): PresentedPin | undefined {
 	let value: string | undefined;
+	// Most requests carry no pin: skip cookie parsing (and signature checks) for them.
+	const cookieHeader = ctx.get('Cookie');
+	if (!cookieHeader.includes(settings.cookie)) {
+		return settings.header ? headerPin(ctx, settings) : undefined;
+	}
+
 	try {
 		value = ctx.cookies.get(settings.cookie, {signed});
 		if (value === undefined && signed && settings.consistency === 'lsn' && ctx.cookies.get(settings.cookie, {signed: false}) !== undefined) {

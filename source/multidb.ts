@@ -4,14 +4,14 @@
 //   skipping failed, lagging and not-caught-up replicas);
 // - a `beforePoolAcquire` hook decides, per connection request, primary or replicas;
 // - `sequelize.query` runs each query in a routing scope, and retries a read that failed
-//   because of its replica (`beforeQuery` notes the replica and times the read, `afterQuery`
-//   counts it and marks writes);
+//   because of its replica (the replica pool notes the replica and watches the read's
+//   deadline; `afterQuery` counts it and marks writes);
 // - a background monitor measures each replica's lag.
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
 import {currentScope, marksOf, runInScope, type QueryAttempt, type RoutingScope} from './context.js';
-import {abortConnection} from './deadline.js';
+import {ReadDeadlines} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import {classifyFailure, describeFailure, type FailureKind} from './health.js';
 import {decodeToken, encodeToken, formatLsn, parseLsn, type DecodedToken} from './lsn.js';
@@ -100,6 +100,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly options: ResolvedMultiDbOptions;
 	readonly #replicaPool: ReplicaPool | undefined;
 	readonly #monitor: LagMonitor | undefined;
+	readonly #deadlines: ReadDeadlines | undefined;
 	readonly #stats: StatsRecorder;
 	readonly #originalQuery: QueryFunction;
 	readonly #decodedTokens = new Map<string, DecodedToken>();
@@ -116,7 +117,9 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		const replication = manager.config.replication;
 		const configs = replication && hasReplicasConfigured(sequelize) ? replication.read : [];
 		if (replication && configs.length > 0 && hasReplicationPools(manager.pool)) {
+			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs) : undefined;
 			this.#replicaPool = new ReplicaPool({
+				deadlines: this.#deadlines,
 				manager,
 				configs,
 				shuffle: options.shuffle,
@@ -157,16 +160,15 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		}
 
 		this.#stats = new StatsRecorder(['primary', ...this.#replicaPool?.replicas.map(replica => replica.name) ?? []]);
-		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', async acquireOptions => this.#route(acquireOptions));
-		sequelize.addHook('beforeQuery', 'sequelize-multidb', (queryOptions, query) => {
-			this.#beforeQuery(queryOptions, query);
-		});
+		// Synchronous unless a token needs the cluster's identity first: no promise per read.
+		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', acquireOptions => this.#route(acquireOptions));
 		sequelize.addHook('afterQuery', 'sequelize-multidb', (queryOptions, query) => {
 			this.#afterQuery(queryOptions, query);
 		});
 
 		this.#originalQuery = sequelize.query.bind(sequelize) as QueryFunction;
-		const routedQuery: QueryFunction = async (sql, queryOptions) => this.#runWithFailover(sql, queryOptions);
+		const routedQuery: QueryFunction = (sql, queryOptions) => this.#runWithFailover(sql, queryOptions);
+
 		Object.defineProperty(sequelize, 'query', {value: routedQuery, writable: true, configurable: true});
 		const originalClose = sequelize.close.bind(sequelize);
 		const closeBoth = async () => {
@@ -261,54 +263,52 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	/** Stops background work. `sequelize.close()` calls it too, and also closes the pools. */
 	async close(): Promise<void> {
 		this.#closed = true;
+		this.#deadlines?.stop();
 		await this.#monitor?.stop();
 	}
 
 	/**
-	 * Runs one query, retrying a read that failed on a replica: on the next usable replica,
-	 * then the primary. Only a read outside a transaction is retried (`attempt.replica` is
-	 * set only then), and Sequelize hands no row to the caller before the query completes,
-	 * so nothing is written or returned twice.
+	 * Runs one query, retrying a read that failed because of its replica: on the next usable
+	 * replica, then the primary. Only a read outside a transaction is retried
+	 * (`attempt.replica` is set only then), and Sequelize hands no row to the caller before
+	 * the query completes, so nothing is written or returned twice. Written as a promise
+	 * chain rather than async/await: on a fast read, each extra promise is measurable.
 	 */
-	async #runWithFailover(sql: unknown, queryOptions: unknown): Promise<unknown> {
-		const scope = currentScope();
-		const lockingRead = isLockingRead(sqlText(sql));
-		const excluded = new Map<object, string>();
-		let retryOnPrimary = false;
-		for (let attemptNumber = 1; ; attemptNumber++) {
-			const attempt: QueryAttempt = {router: this, lockingRead, excluded, retryOnPrimary};
-			try {
-				const result = await runInScope({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: scope?.consistency, attempt}, async () => this.#originalQuery(sql, queryOptions));
-				if (attempt.replica instanceof Replica) {
-					this.#replicaAnswered(attempt.replica);
-				}
-
-				return result;
-			} catch (error) {
-				const {replica} = attempt;
-				const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
-				const retriesLeft = attemptNumber <= (this.#replicaPool?.replicas.length ?? 0) + 1;
-				if (!(replica instanceof Replica) || kind === undefined || !retriesLeft || (kind === 'read-only' && retryOnPrimary)) {
-					throw error;
-				}
-
-				this.#stats.failover(kind);
-				if (kind === 'read-only') {
-					// A write reached a replica: it runs once on the primary and pins like a write.
-					retryOnPrimary = true;
-					this.#markWrite(scope);
-					log('write on %s (25006), retrying on the primary', replica.name);
-					continue;
-				}
-
-				if (kind !== 'conflict') {
-					this.#replicaFailed(replica, error, kind);
-				}
-
-				excluded.set(replica, describeFailure(error));
-				log('read failed on %s (%s), retrying elsewhere', replica.name, kind);
+	#runWithFailover(sql: unknown, queryOptions: unknown, scope = currentScope(), excluded?: ReadonlyMap<object, string>, retryOnPrimary = false, attemptNumber = 1): Promise<unknown> {
+		const attempt: QueryAttempt = {router: this, sql: sqlText(sql), excluded, retryOnPrimary};
+		const attemptScope = {primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: scope?.consistency, attempt};
+		return runInScope(attemptScope, () => this.#originalQuery(sql, queryOptions)).then(result => {
+			this.#deadlines?.done(attempt.deadline);
+			if (attempt.replica instanceof Replica) {
+				this.#replicaAnswered(attempt.replica);
 			}
-		}
+
+			return result;
+		}, (error: unknown) => {
+			this.#deadlines?.done(attempt.deadline);
+			const {replica} = attempt;
+			const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
+			const retriesLeft = attemptNumber <= (this.#replicaPool?.replicas.length ?? 0) + 1;
+			if (!(replica instanceof Replica) || kind === undefined || !retriesLeft || (kind === 'read-only' && retryOnPrimary)) {
+				throw error;
+			}
+
+			this.#stats.failover(kind);
+			if (kind === 'read-only') {
+				// A write reached a replica: it runs once on the primary and pins like a write.
+				this.#markWrite(scope);
+				log('write on %s (25006), retrying on the primary', replica.name);
+				return this.#runWithFailover(sql, queryOptions, scope, excluded, true, attemptNumber + 1);
+			}
+
+			if (kind !== 'conflict') {
+				this.#replicaFailed(replica, error, kind);
+			}
+
+			log('read failed on %s (%s), retrying elsewhere', replica.name, kind);
+			const failed = new Map(excluded).set(replica, describeFailure(error));
+			return this.#runWithFailover(sql, queryOptions, scope, failed, retryOnPrimary, attemptNumber + 1);
+		});
 	}
 
 	/**
@@ -370,7 +370,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			return 'use-master';
 		}
 
-		if (options.lock || attempt?.lockingRead) {
+		if (options.lock || isLockingRead(attempt?.sql)) {
 			return 'locking-read';
 		}
 
@@ -438,32 +438,10 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		return decoded;
 	}
 
-	/** The `beforeQuery` hook: notes the replica a retryable read runs on, and times it. */
-	#beforeQuery(options: QueryOptions, query: QueryInternals): void {
-		const attempt = this.#attemptIn(currentScope());
-		if (!attempt || options.transaction) {
-			return;
-		}
-
-		const replica = this.#replicaPool?.replicaOf(query.connection);
-		if (!replica) {
-			return;
-		}
-
-		attempt.replica = replica;
-		if (this.options.readTimeoutMs > 0) {
-			attempt.timer = setTimeout(() => {
-				attempt.timedOut = true;
-				abortConnection(query.connection);
-			}, this.options.readTimeoutMs);
-		}
-	}
-
 	/** The `afterQuery` hook: counts where the query ran and why, and marks writes. */
 	#afterQuery(options: QueryOptions, query: QueryInternals): void {
 		const scope = currentScope();
 		const attempt = this.#attemptIn(scope);
-		clearTimeout(attempt?.timer);
 		const replica = this.#replicaPool?.replicaOf(query.connection);
 		let reason: RouteReason;
 		if (options.transaction) {
@@ -541,7 +519,11 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 
 		const scope = currentScope();
 		const attempt: QueryAttempt = {router: this, forcedReplica: replica};
-		return runInScope({primaryOnly: false, flow: scope?.flow, attempt}, async () => this.#originalQuery(sql, {...options, type: QueryTypes.SELECT}));
+		try {
+			return await runInScope({primaryOnly: false, flow: scope?.flow, attempt}, () => this.#originalQuery(sql, {...options, type: QueryTypes.SELECT}));
+		} finally {
+			this.#deadlines?.done(attempt.deadline);
+		}
 	}
 }
 

@@ -5,7 +5,7 @@
 import createDebug from 'debug';
 import {Pool} from 'sequelize-pool';
 import {currentScope, type QueryAttempt} from './context.js';
-import {abortConnection, withTimeout} from './deadline.js';
+import {abortConnection, withTimeout, type ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import {classifyFailure, describeFailure, ReplicaHealth} from './health.js';
 import {parseLsn} from './lsn.js';
@@ -74,6 +74,8 @@ export interface ReplicaPoolOptions {
 	readonly onFailure: (replica: Replica, error: unknown) => void;
 	/** No replica can serve reads: they go to the primary (once per episode). */
 	readonly onFallback: (reasons: Readonly<Record<string, string>>) => void;
+	/** Deadlines of routed reads (`readTimeoutMs`); undefined when reads have no time limit. */
+	readonly deadlines: ReadDeadlines | undefined;
 }
 
 export class ReplicaPool implements ReadPool {
@@ -126,15 +128,41 @@ export class ReplicaPool implements ReadPool {
 		return replica;
 	}
 
-	async acquire(): Promise<PooledConnection> {
+	/**
+	 * A connection for one read. The common case (a usable replica, no failure) is one
+	 * promise; failures, consistency questions and the fallback take the slow path.
+	 */
+	acquire(): Promise<PooledConnection> {
 		const scoped = currentScope()?.attempt;
 		const attempt = scoped?.router === this.#options.router ? scoped : undefined;
-		if (attempt?.forcedReplica instanceof Replica) {
-			return attempt.forcedReplica.pool.acquire();
+		const forced = attempt?.forcedReplica;
+		if (forced instanceof Replica) {
+			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection));
 		}
 
-		// Nothing has been sent yet, so a replica that fails to connect is safe to skip.
-		const failed = new Map<object, string>(attempt?.excluded);
+		const replica = this.next(attempt?.excluded, attempt?.minLsn);
+		if (!replica) {
+			return this.#acquireSlowly(attempt, attempt?.excluded);
+		}
+
+		return replica.pool.acquire().then(connection => {
+			this.#fallingBack = false;
+			return this.#watched(attempt, replica, connection);
+		}, async (error: unknown) => this.#acquireSlowly(attempt, this.#connectFailed(replica, error, attempt?.excluded)));
+	}
+
+	/** A replica failed to give a connection: nothing was sent to it, so it is safe to skip. */
+	#connectFailed(replica: Replica, error: unknown, failed: ReadonlyMap<object, string> | undefined): ReadonlyMap<object, string> {
+		if (classifyFailure(error) !== 'connection') {
+			throw error;
+		}
+
+		this.#options.onFailure(replica, error);
+		return new Map(failed).set(replica, describeFailure(error));
+	}
+
+	async #acquireSlowly(attempt: QueryAttempt | undefined, excluded: ReadonlyMap<object, string> | undefined): Promise<PooledConnection> {
+		let failed = excluded;
 		const minLsn = attempt?.minLsn;
 		let asked = false;
 		for (;;) {
@@ -162,14 +190,9 @@ export class ReplicaPool implements ReadPool {
 			try {
 				const connection = await replica.pool.acquire();
 				this.#fallingBack = false;
-				return connection;
+				return this.#watched(attempt, replica, connection);
 			} catch (error) {
-				if (classifyFailure(error) !== 'connection') {
-					throw error;
-				}
-
-				this.#options.onFailure(replica, error);
-				failed.set(replica, describeFailure(error));
+				failed = this.#connectFailed(replica, error, failed);
 			}
 		}
 	}
@@ -197,13 +220,29 @@ export class ReplicaPool implements ReadPool {
 	}
 
 	/**
+	 * Notes on the attempt which replica its read runs on (only such reads are retried) and
+	 * watches the read's deadline: past it, the connection is cut and the read fails over.
+	 */
+	#watched(attempt: QueryAttempt | undefined, replica: Replica, connection: PooledConnection): PooledConnection {
+		if (attempt) {
+			attempt.replica = replica;
+			attempt.deadline = this.#options.deadlines?.watch(() => {
+				attempt.timedOut = true;
+				abortConnection(connection);
+			});
+		}
+
+		return connection;
+	}
+
+	/**
 	 * Reads the replay position of the usable replica most likely to be caught up, bounded
 	 * by the connect timeout. Concurrent reads share one question per replica, and the
 	 * answer is kept as the replica's known position.
 	 */
-	async #askReplayPosition(excluded: ReadonlyMap<object, string>): Promise<void> {
+	async #askReplayPosition(excluded: ReadonlyMap<object, string> | undefined): Promise<void> {
 		const now = Date.now();
-		const candidates = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded.has(replica));
+		const candidates = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica));
 		const best = candidates.sort((a, b) => Number((b.health.replayLsn ?? -1n) - (a.health.replayLsn ?? -1n)))[0] as Replica | undefined;
 		if (!best) {
 			return;
@@ -241,10 +280,10 @@ export class ReplicaPool implements ReadPool {
 		}
 	}
 
-	async #fallback(attempt: QueryAttempt | undefined, failed: ReadonlyMap<object, string>): Promise<PooledConnection> {
+	async #fallback(attempt: QueryAttempt | undefined, failed: ReadonlyMap<object, string> | undefined): Promise<PooledConnection> {
 		const reasons: Record<string, string> = {};
 		for (const replica of this.replicas) {
-			reasons[replica.name] = failed.get(replica) ?? this.#unusableReason(replica);
+			reasons[replica.name] = failed?.get(replica) ?? this.#unusableReason(replica);
 		}
 
 		if (!this.#options.fallbackToPrimary) {
