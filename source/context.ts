@@ -43,8 +43,6 @@ export interface QueryAttempt {
 	readonly forcedReplica?: object;
 	/** The query's SQL text, where the caller gave one (checked for row locks only if it is a read). */
 	readonly sql?: string;
-	/** Reads must see the WAL up to here: only replicas that have replayed it qualify. */
-	minLsn?: bigint;
 	/** A write reached a replica on an earlier attempt: this one goes to the primary. */
 	readonly retryOnPrimary?: boolean;
 	/** Replicas that failed earlier attempts of the same query, and why (by name). */

@@ -17,10 +17,10 @@ import {classifyFailure, describeFailure, type FailureKind} from './health.js';
 import {decodeToken, encodeToken, formatLsn, parseLsn, type DecodedToken} from './lsn.js';
 import {LagMonitor, type LagSample} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
-import {isLockingRead, isWriteQuery} from './query-kind.js';
-import {Replica, ReplicaPool} from './replica-pool.js';
-import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type QueryInternals} from './sequelize-internals.js';
-import {StatsRecorder, type RouteReason, type RouteStats} from './stats.js';
+import {isLockingRead, isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
+import {Replica, ReplicaPool, type ReadRoute} from './replica-pool.js';
+import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type PooledConnection} from './sequelize-internals.js';
+import {StatsRecorder, type RouteStats} from './stats.js';
 import {checkNumber, describe, routerBrand} from './validate.js';
 
 const log = createDebug('sequelize-multidb:router');
@@ -28,9 +28,6 @@ const log = createDebug('sequelize-multidb:router');
 /** Marks an instance as taken, across the ESM and CommonJS builds of this package. */
 const installedKey = Symbol.for('sequelize-multidb.installed');
 
-
-/** Reasons whose reads must not use a replica: they set Sequelize's `useMaster`. */
-const primaryReadReasons = new Set<RouteReason>(['use-master', 'locking-read', 'no-replicas', 'pinned', 'misrouted-write']);
 
 /** Bound on a monitor probe when `readTimeoutMs` is 0 (off): a probe must never hang. */
 const defaultProbeTimeoutMs = 10_000;
@@ -53,14 +50,6 @@ export type ReplicaQueryOptions = Omit<QueryOptions, 'type' | 'transaction' | 'p
 export interface ReplicaHandle extends ReplicaInfo {
 	/** Runs a read on this replica (never another, never the primary) and resolves its rows. */
 	query<Row extends object = Record<string, unknown>>(sql: string, options?: ReplicaQueryOptions): Promise<Row[]>;
-}
-
-/** Sequelize's `getConnection` options, with the fields Sequelize passes but does not type. */
-interface AcquireOptions {
-	type?: string;
-	useMaster?: boolean;
-	uuid?: string;
-	lock?: unknown;
 }
 
 type QueryFunction = (sql: unknown, options?: unknown) => Promise<unknown>;
@@ -104,6 +93,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly #stats: StatsRecorder;
 	readonly #originalQuery: QueryFunction;
 	readonly #decodedTokens = new Map<string, DecodedToken>();
+	/** Sequelize's `options.query`: defaults merged into every query's options. */
+	readonly #queryDefaults: QueryFacts;
 	#systemId: Promise<string> | undefined;
 	#knownSystemId: string | undefined;
 	#closed = false;
@@ -113,6 +104,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		super();
 		this.sequelize = sequelize;
 		this.options = options;
+		this.#queryDefaults = (sequelize as unknown as {options: {query?: QueryFacts}}).options.query ?? {};
 		const manager = connectionManagerOf(sequelize);
 		const replication = manager.config.replication;
 		const configs = replication && hasReplicasConfigured(sequelize) ? replication.read : [];
@@ -120,6 +112,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs) : undefined;
 			this.#replicaPool = new ReplicaPool({
 				deadlines: this.#deadlines,
+				route: (scope, attempt) => this.#routeRead(scope, attempt),
 				manager,
 				configs,
 				shuffle: options.shuffle,
@@ -156,16 +149,16 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 				this.#monitor.start();
 			}
 		} else {
+			if (replication && hasReplicationPools(manager.pool)) {
+				// Sequelize built a read pool over no replica (or over its top-level host):
+				// reads use the primary's pool instead.
+				manager.pool.read = manager.pool.write;
+			}
+
 			process.emitWarning('sequelize-multidb: no replicas are configured (`replication.read` is missing or empty); every read goes to the primary', {type: warningType, code: warningCodes.noReplicas});
 		}
 
 		this.#stats = new StatsRecorder(['primary', ...this.#replicaPool?.replicas.map(replica => replica.name) ?? []]);
-		// Synchronous unless a token needs the cluster's identity first: no promise per read.
-		sequelize.addHook('beforePoolAcquire', 'sequelize-multidb', acquireOptions => this.#route(acquireOptions));
-		sequelize.addHook('afterQuery', 'sequelize-multidb', (queryOptions, query) => {
-			this.#afterQuery(queryOptions, query);
-		});
-
 		this.#originalQuery = sequelize.query.bind(sequelize) as QueryFunction;
 		const routedQuery: QueryFunction = (sql, queryOptions) => this.#runWithFailover(sql, queryOptions);
 
@@ -279,6 +272,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		const attemptScope = {primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: scope?.consistency, attempt};
 		return runInScope(attemptScope, () => this.#originalQuery(sql, queryOptions)).then(result => {
 			this.#deadlines?.done(attempt.deadline);
+			this.#account(attempt, queryOptions, scope);
 			if (attempt.replica instanceof Replica) {
 				this.#replicaAnswered(attempt.replica);
 			}
@@ -286,6 +280,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			return result;
 		}, (error: unknown) => {
 			this.#deadlines?.done(attempt.deadline);
+			// A failed query counts too: a write may have committed before its connection died.
+			this.#account(attempt, queryOptions, scope);
 			const {replica} = attempt;
 			const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
 			const retriesLeft = attemptNumber <= (this.#replicaPool?.replicas.length ?? 0) + 1;
@@ -325,80 +321,43 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		return scope.primaryOnly || scope.flow?.pinned === true || marks?.pinned === true || marks?.wrote === true;
 	}
 
-	/** The `beforePoolAcquire` hook: decides where a connection request goes. */
-	#route(options: AcquireOptions): Promise<void> | undefined {
-		const scope = currentScope();
-		if (scope?.consistency && this.#knownSystemId === undefined && options.useMaster !== true && options.type === QueryTypes.SELECT) {
-			// A token names its cluster: learn ours once before judging tokens.
-			return this.systemIdentifier().then(() => {
-				this.#decide(options, scope);
-			});
-		}
-
-		this.#decide(options, scope);
-		return undefined;
-	}
-
-	#decide(options: AcquireOptions, scope: RoutingScope | undefined): void {
-		const attempt = this.#attemptIn(scope);
-		const reason = this.#reasonFor(options, scope, attempt);
-		if (primaryReadReasons.has(reason)) {
-			options.useMaster = true;
-		}
-
-		if (attempt) {
-			attempt.reason = reason;
-		}
-	}
-
-	#reasonFor(options: AcquireOptions, scope: RoutingScope | undefined, attempt: QueryAttempt | undefined): RouteReason {
-		// `uuid` marks the connection request of a transaction (Transaction#prepareEnvironment);
-		// only a `readOnly` one asks for a SELECT connection.
-		if (options.type !== QueryTypes.SELECT) {
-			return options.uuid === undefined ? 'write' : 'transaction';
-		}
-
-		if (attempt?.forcedReplica) {
-			return 'chosen-replica';
+	/**
+	 * Where a read goes. The replica pool asks, when Sequelize wants a read connection: for a
+	 * read (type SELECT, no `useMaster`) outside a transaction (`attempt` set), or for a
+	 * `readOnly` transaction (no `attempt`). Everything else never reaches the replica pool.
+	 */
+	#routeRead(scope: RoutingScope | undefined, attempt: QueryAttempt | undefined): ReadRoute | Promise<ReadRoute> {
+		if (scope?.consistency && this.#knownSystemId === undefined) {
+			// A token names its cluster: learn ours once before judging tokens. Without it
+			// (primary down), the token cannot be honoured by a replica: the primary it is.
+			return this.systemIdentifier().then(() => this.#routeRead(scope, attempt), () => ({primary: true, reason: 'pinned'}));
 		}
 
 		if (attempt?.retryOnPrimary) {
-			return 'misrouted-write';
+			return {primary: true, reason: 'misrouted-write'};
 		}
 
-		if (options.useMaster === true) {
-			return 'use-master';
-		}
-
-		if (options.lock || isLockingRead(attempt?.sql)) {
-			return 'locking-read';
-		}
-
-		if (!this.#replicaPool) {
-			return 'no-replicas';
+		// `lock: true` finders and raw `FOR UPDATE` alike end up in the SQL text.
+		if (isLockingRead(attempt?.sql)) {
+			return {primary: true, reason: 'locking-read'};
 		}
 
 		if (this.#readsPinned(scope)) {
-			return 'pinned';
+			return {primary: true, reason: 'pinned'};
 		}
 
 		const required = this.#requiredPosition(scope);
 		if (required === 'primary') {
-			return 'pinned';
+			return {primary: true, reason: 'pinned'};
 		}
 
 		if (required !== undefined) {
 			// A read-only transaction would need one replica caught up for all its queries:
 			// the primary is the simple, safe answer.
-			if (!attempt) {
-				return 'pinned';
-			}
-
-			attempt.minLsn = required;
-			return 'caught-up';
+			return attempt ? {primary: false, reason: 'caught-up', minLsn: required} : {primary: true, reason: 'pinned'};
 		}
 
-		return options.uuid === undefined ? 'round-robin' : 'read-only-transaction';
+		return {primary: false, reason: attempt ? 'round-robin' : 'read-only-transaction'};
 	}
 
 	/**
@@ -438,27 +397,41 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		return decoded;
 	}
 
-	/** The `afterQuery` hook: counts where the query ran and why, and marks writes. */
-	#afterQuery(options: QueryOptions, query: QueryInternals): void {
-		const scope = currentScope();
-		const attempt = this.#attemptIn(scope);
-		const replica = this.#replicaPool?.replicaOf(query.connection);
-		let reason: RouteReason;
-		if (options.transaction) {
-			reason = replica ? 'read-only-transaction' : 'transaction';
-		} else {
-			reason = attempt?.reason ?? (replica ? 'round-robin' : 'write');
+	/**
+	 * Counts where a finished query ran and why, and marks a write in the flow (so later
+	 * reads of the flow, and the Koa pin, see it). Done here rather than in Sequelize hooks:
+	 * each hook costs a promise and a debug string on every query.
+	 */
+	#account(attempt: QueryAttempt, queryOptions: unknown, scope: RoutingScope | undefined): void {
+		const options = queryOptions as QueryFacts | undefined;
+		const transaction = options?.transaction === undefined ? this.#clsTransaction() : options.transaction;
+		const connection = transaction?.connection as PooledConnection | undefined;
+		const replica = attempt.replica instanceof Replica ? attempt.replica : connection && this.#replicaPool?.replicaOf(connection);
+		const type = queryTypeOf(options, this.#queryDefaults);
+		let reason = attempt.reason;
+		if (!reason) {
+			// The query never asked the replica pool: Sequelize sent it to the primary itself.
+			if (transaction) {
+				reason = replica ? 'read-only-transaction' : 'transaction';
+			} else if (type === 'SELECT') {
+				reason = this.#replicaPool ? 'use-master' : 'no-replicas';
+			} else {
+				reason = 'write';
+			}
 		}
 
 		this.#stats.record(replica?.name ?? 'primary', reason);
-		if (!replica && isWriteQuery(options.type, query.sql)) {
+		if (!replica && isWriteQuery(type, attempt.sql)) {
 			this.#markWrite(scope);
 		}
 	}
 
-	#attemptIn(scope: RoutingScope | undefined): QueryAttempt | undefined {
-		return scope?.attempt?.router === this ? scope.attempt : undefined;
+	/** The transaction Sequelize takes from its CLS namespace, where `useCLS` is on. */
+	#clsTransaction(): {connection?: PooledConnection} | undefined {
+		const cls = (this.sequelize.constructor as {_cls?: {get(key: string): unknown}})._cls;
+		return cls?.get('transaction') as {connection?: PooledConnection} | undefined;
 	}
+
 
 	#markWrite(scope: RoutingScope | undefined): void {
 		if (scope?.flow) {
@@ -519,10 +492,12 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 
 		const scope = currentScope();
 		const attempt: QueryAttempt = {router: this, forcedReplica: replica};
+		const typed = {...options, type: QueryTypes.SELECT};
 		try {
-			return await runInScope({primaryOnly: false, flow: scope?.flow, attempt}, () => this.#originalQuery(sql, {...options, type: QueryTypes.SELECT}));
+			return await runInScope({primaryOnly: false, flow: scope?.flow, attempt}, () => this.#originalQuery(sql, typed));
 		} finally {
 			this.#deadlines?.done(attempt.deadline);
+			this.#account(attempt, typed, scope);
 		}
 	}
 }

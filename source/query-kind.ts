@@ -17,6 +17,28 @@ const nonWritingRawStatement = /^\s*(?:SELECT|SHOW|SET|RESET|BEGIN|START\s+TRANS
  */
 const lockingClause = /\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b/i;
 
+/** The options of a query that decide its type, as the caller passed them. */
+export interface QueryFacts {
+	readonly type?: string;
+	readonly model?: unknown;
+	readonly nest?: unknown;
+	readonly plain?: unknown;
+	readonly transaction?: {readonly connection?: object} | null;
+}
+
+/**
+ * The type Sequelize gives a query (`Sequelize#query`): the one passed, else SELECT for
+ * model, `nest` or `plain` queries, else RAW. `defaults` are Sequelize's `options.query`.
+ */
+export function queryTypeOf(options: QueryFacts | undefined, defaults: QueryFacts): string {
+	const type = options?.type ?? defaults.type;
+	if (type !== undefined) {
+		return type;
+	}
+
+	return options?.model || options?.nest || options?.plain || defaults.model || defaults.nest || defaults.plain ? 'SELECT' : 'RAW';
+}
+
 export function isWriteQuery(type: string | undefined, sql: string | undefined): boolean {
 	if (type === undefined || type === 'RAW') {
 		return sql === undefined || !nonWritingRawStatement.test(sql);

@@ -4,11 +4,12 @@
 // one connection and all land on one replica.
 import createDebug from 'debug';
 import {Pool} from 'sequelize-pool';
-import {currentScope, type QueryAttempt} from './context.js';
+import {currentScope, type QueryAttempt, type RoutingScope} from './context.js';
 import {abortConnection, withTimeout, type ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import {classifyFailure, describeFailure, ReplicaHealth} from './health.js';
 import {parseLsn} from './lsn.js';
+import type {RouteReason} from './stats.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:pool');
@@ -57,6 +58,11 @@ export class Replica {
 	}
 }
 
+/** Where a read goes: the primary (and why), or the replicas (and what they must have replayed). */
+export type ReadRoute =
+	| {readonly primary: true; readonly reason: RouteReason}
+	| {readonly primary: false; readonly reason: RouteReason; readonly minLsn?: bigint};
+
 export interface ReplicaPoolOptions {
 	readonly manager: ConnectionManagerInternals;
 	readonly configs: readonly ConnectionConfig[];
@@ -76,6 +82,8 @@ export interface ReplicaPoolOptions {
 	readonly onFallback: (reasons: Readonly<Record<string, string>>) => void;
 	/** Deadlines of routed reads (`readTimeoutMs`); undefined when reads have no time limit. */
 	readonly deadlines: ReadDeadlines | undefined;
+	/** The router's decision for a read; `attempt` is absent for a `readOnly` transaction. */
+	readonly route: (scope: RoutingScope | undefined, attempt: QueryAttempt | undefined) => ReadRoute | Promise<ReadRoute>;
 }
 
 export class ReplicaPool implements ReadPool {
@@ -133,22 +141,36 @@ export class ReplicaPool implements ReadPool {
 	 * promise; failures, consistency questions and the fallback take the slow path.
 	 */
 	acquire(): Promise<PooledConnection> {
-		const scoped = currentScope()?.attempt;
-		const attempt = scoped?.router === this.#options.router ? scoped : undefined;
+		const scope = currentScope();
+		const attempt = scope?.attempt?.router === this.#options.router ? scope.attempt : undefined;
 		const forced = attempt?.forcedReplica;
-		if (forced instanceof Replica) {
+		if (attempt && forced instanceof Replica) {
+			attempt.reason = 'chosen-replica';
 			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection));
 		}
 
-		const replica = this.next(attempt?.excluded, attempt?.minLsn);
+		const route = this.#options.route(scope, attempt);
+		return route instanceof Promise ? route.then(async settled => this.#acquireFor(settled, attempt)) : this.#acquireFor(route, attempt);
+	}
+
+	async #acquireFor(route: ReadRoute, attempt: QueryAttempt | undefined): Promise<PooledConnection> {
+		if (attempt) {
+			attempt.reason = route.reason;
+		}
+
+		if (route.primary) {
+			return this.#options.primaryPool.acquire();
+		}
+
+		const replica = this.next(attempt?.excluded, route.minLsn);
 		if (!replica) {
-			return this.#acquireSlowly(attempt, attempt?.excluded);
+			return this.#acquireSlowly(attempt, attempt?.excluded, route.minLsn);
 		}
 
 		return replica.pool.acquire().then(connection => {
 			this.#fallingBack = false;
 			return this.#watched(attempt, replica, connection);
-		}, async (error: unknown) => this.#acquireSlowly(attempt, this.#connectFailed(replica, error, attempt?.excluded)));
+		}, async (error: unknown) => this.#acquireSlowly(attempt, this.#connectFailed(replica, error, attempt?.excluded), route.minLsn));
 	}
 
 	/** A replica failed to give a connection: nothing was sent to it, so it is safe to skip. */
@@ -161,9 +183,8 @@ export class ReplicaPool implements ReadPool {
 		return new Map(failed).set(replica, describeFailure(error));
 	}
 
-	async #acquireSlowly(attempt: QueryAttempt | undefined, excluded: ReadonlyMap<object, string> | undefined): Promise<PooledConnection> {
+	async #acquireSlowly(attempt: QueryAttempt | undefined, excluded: ReadonlyMap<object, string> | undefined, minLsn: bigint | undefined): Promise<PooledConnection> {
 		let failed = excluded;
-		const minLsn = attempt?.minLsn;
 		let asked = false;
 		for (;;) {
 			let replica = this.next(failed, minLsn);
