@@ -22,6 +22,8 @@ export interface ForumOptions {
 	readonly keys?: string[];
 	/** Display names of servers by port (the demo names them primary, replica1, replica2). */
 	readonly serverNames?: ReadonlyMap<number, string>;
+	/** The posts table. */
+	readonly table?: string;
 }
 
 export interface Forum {
@@ -34,7 +36,7 @@ export interface Forum {
 export function createForum(options: ForumOptions): Forum {
 	const {sequelize} = options;
 	const db = multidb(sequelize);
-	const Post = definePost(sequelize);
+	const Post = definePost(sequelize, options.table ?? 'forum_posts');
 	const answered = trackAnsweringServers(sequelize, db, options.serverNames);
 	const app = new Koa();
 	if (options.keys) {
@@ -105,7 +107,7 @@ export function createForum(options: ForumOptions): Forum {
 }
 
 /** One model class per forum, so two forums (the demo runs two) never share a Sequelize. */
-function definePost(sequelize: Sequelize) {
+function definePost(sequelize: Sequelize, tableName: string) {
 	class Post extends Model<PostAttributes, PostAttributes> implements PostAttributes {
 		declare id?: number;
 		declare title: string;
@@ -118,7 +120,7 @@ function definePost(sequelize: Sequelize) {
 		title: {type: DataTypes.STRING(200), allowNull: false},
 		body: {type: DataTypes.TEXT, allowNull: false},
 		likes: {type: DataTypes.INTEGER, allowNull: false, defaultValue: 0},
-	}, {sequelize, tableName: 'forum_posts'});
+	}, {sequelize, tableName});
 	return Post;
 }
 

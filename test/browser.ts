@@ -1,0 +1,121 @@
+// The forum in a real browser: headless Chromium decides what happens to the pin cookie
+// (Secure on plain HTTP, SameSite across a POST and its redirect, HttpOnly, the `.sig`
+// twin). Reads come from the lagging replica only, so an unpinned page is surely stale.
+import {existsSync} from 'node:fs';
+import {mkdir} from 'node:fs/promises';
+import {createServer, type Server} from 'node:http';
+import type {AddressInfo} from 'node:net';
+import {setTimeout as delay} from 'node:timers/promises';
+import test from 'ava';
+import {chromium, type Browser, type Page} from 'playwright-core';
+import {createForum} from '../example/forum.js';
+import {sharedCluster} from './helpers/shared-cluster.js';
+import {newSequelize} from './helpers/sequelize.js';
+import {waitForReplay} from './helpers/replay.js';
+
+const browserPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const hasBrowser = existsSync(browserPath);
+if (!hasBrowser) {
+	console.log(`# browser tests skipped: no Chromium at ${browserPath} (install Debian's chromium, or set CHROMIUM_PATH)`);
+}
+
+const browserTest = hasBrowser ? test.serial : test.skip;
+const cluster = await sharedCluster();
+const lagging = cluster.replicas[1];
+const names = new Map([cluster.primary, ...cluster.replicas].map(server => [server.port, server.name]));
+const pinSeconds = 2;
+
+if (hasBrowser) {
+	const setup = newSequelize(cluster);
+	await createForum({sequelize: setup, table: 'browser_posts'}).sync();
+	await setup.close();
+	await waitForReplay(cluster);
+}
+
+async function serveForum(t: {teardown: (fn: () => Promise<void>) => void}, pinningOn: boolean): Promise<string> {
+	const sequelize = newSequelize(cluster, {replicas: [lagging]});
+	const forum = createForum({sequelize, keys: ['browser test'], pinning: pinningOn ? {seconds: pinSeconds} : false, serverNames: names, table: 'browser_posts'});
+	const server = await new Promise<Server>(resolve => {
+		const listening = createServer(forum.app.callback()).listen(0, '127.0.0.1', () => {
+			resolve(listening);
+		});
+	});
+	t.teardown(async () => {
+		await new Promise(resolve => {
+			server.close(resolve);
+		});
+		await sequelize.close();
+	});
+	return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function launch(t: {teardown: (fn: () => Promise<void>) => void}): Promise<{browser: Browser; page: Page}> {
+	const browser = await chromium.launch({
+		executablePath: browserPath,
+		// Without the background-networking flags, Chromium keeps dialling hosts this closed network refuses.
+		args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+	});
+	t.teardown(async () => browser.close());
+	const page = await browser.newPage();
+	return {browser, page};
+}
+
+async function writePost(page: Page, base: string, title: string): Promise<void> {
+	await page.goto(`${base}/`);
+	await page.fill('input[name=title]', title);
+	await page.fill('textarea[name=body]', 'Written in a real browser');
+	// The form POSTs; the 303 redirect to the post's page is followed by the browser.
+	await Promise.all([page.waitForURL(/\/posts\/\d+$/), page.click('button[type=submit]')]);
+}
+
+const servedBy = async (page: Page) => page.textContent('.served-by');
+
+browserTest('in a real browser, the post page after the redirect shows the new post, served by the primary', async t => {
+	const base = await serveForum(t, true);
+	const {page} = await launch(t);
+	await writePost(page, base, 'Hello from Chromium');
+	t.is(await page.textContent('h2.title'), 'Hello from Chromium');
+	t.is(await servedBy(page), 'primary');
+	await mkdir('test/artifacts', {recursive: true});
+	await page.screenshot({path: 'test/artifacts/post-page.png', fullPage: true});
+
+	// The pin cookie and its signature twin reached the browser, HttpOnly and SameSite=Lax,
+	// and not Secure on plain HTTP (a browser drops a Secure cookie set over HTTP).
+	const cookies = await page.context().cookies();
+	const pin = cookies.find(cookie => cookie.name === 'multidb_pin_writes');
+	const signature = cookies.find(cookie => cookie.name === 'multidb_pin_writes.sig');
+	t.truthy(pin);
+	t.truthy(signature);
+	t.like(pin, {httpOnly: true, sameSite: 'Lax', secure: false, path: '/'});
+	// (A string expression: this file is type-checked without the DOM's types.)
+	const scriptCookies = await page.evaluate<string>('document.cookie');
+	t.false(scriptCookies.includes('multidb_pin_writes'));
+
+	// The list page, read right after: still the primary while pinned.
+	await page.goto(`${base}/`);
+	t.is(await servedBy(page), 'primary');
+	t.true((await page.textContent('.posts') ?? '').includes('Hello from Chromium'));
+
+	// Once the pin expires, pages are served by the replica again.
+	await delay((pinSeconds * 1000) + 300);
+	await page.goto(`${base}/`);
+	t.is(await servedBy(page), lagging.name);
+});
+
+browserTest('in a real browser, liking a post (a GET wrapped in dbWrite) shows the new like at once', async t => {
+	const base = await serveForum(t, true);
+	const {page} = await launch(t);
+	await writePost(page, base, 'Like me');
+	await delay((pinSeconds * 1000) + 300);
+	await Promise.all([page.waitForURL(/\/posts\/\d+$/), page.click('a.like')]);
+	t.is(await page.textContent('.likes'), '1');
+	t.is(await servedBy(page), 'primary');
+});
+
+browserTest('in a real browser without pinning, the same flow shows the stale page', async t => {
+	const base = await serveForum(t, false);
+	const {page} = await launch(t);
+	await writePost(page, base, 'Lost in replication');
+	t.is(await page.textContent('.missing'), 'This post does not exist (yet?).');
+	t.is(await servedBy(page), lagging.name);
+});
