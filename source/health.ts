@@ -119,6 +119,8 @@ export class ReplicaHealth {
 	replayLsn: bigint | undefined;
 	/** The server is no longer a standby (it was promoted): it must not serve reads. */
 	promoted = false;
+	/** When a direct question last found it caught up with a fresh write (epoch ms). */
+	lastCaughtUpAt = 0;
 
 	/** Notes a replay position read off the replica; positions only move forward. */
 	replayed(lsn: bigint): void {
@@ -143,13 +145,21 @@ export class ReplicaHealth {
 		return !this.isQuarantined(now) && !this.lagging && !this.promoted;
 	}
 
+	/**
+	 * A failure of the replica. Failures during a quarantine belong to the same incident
+	 * (every read in flight on a dying server fails at once) and change nothing; a failure
+	 * after the cooldown doubles the next one.
+	 */
 	failed(error: unknown, now = Date.now()): HealthChange {
-		const wasQuarantined = this.isQuarantined(now);
-		this.failures++;
 		this.lastError = describeFailure(error);
+		if (this.isQuarantined(now)) {
+			return {};
+		}
+
+		this.failures++;
 		const backoff = Math.min(2 ** (this.failures - 1), maxBackoffFactor);
-		this.quarantinedUntil = Math.max(this.quarantinedUntil, now + (this.cooldownMs * backoff));
-		return {wentDown: !wasQuarantined};
+		this.quarantinedUntil = now + (this.cooldownMs * backoff);
+		return {wentDown: this.failures === 1};
 	}
 
 	/**

@@ -7,6 +7,7 @@
 // 0 for a replica that has replayed everything of an idle primary.
 import createDebug from 'debug';
 import {abortConnection, withTimeout} from './deadline.js';
+import {classifyFailure} from './health.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica-pool.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
@@ -41,10 +42,30 @@ class ProbeConnection {
 	constructor(readonly manager: ConnectionManagerInternals, readonly config: ConnectionConfig, readonly queryType: 'read' | 'write') {}
 
 	async query(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
-		this.#connection ??= this.#open();
+		const reused = this.#connection !== undefined;
+		try {
+			return await this.#queryOnce(sql, timeoutMs);
+		} catch (error) {
+			// A kept connection may have died with a server that is back now: one more try on
+			// a fresh connection, before the server is judged down.
+			if (reused && classifyFailure(error) === 'connection') {
+				return this.#queryOnce(sql, timeoutMs);
+			}
+
+			throw error;
+		}
+	}
+
+	async #queryOnce(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 		let connection: ClientConnection | undefined;
 		try {
-			connection = await this.#connection;
+			connection = await (this.#connection ??= this.#open());
+			if (connection._invalid) {
+				// Sequelize's error listener marked it: the server closed it meanwhile.
+				this.#connection = undefined;
+				connection = await (this.#connection = this.#open());
+			}
+
 			const result = await withTimeout(connection.query(sql), timeoutMs, 'monitor probe');
 			return result.rows[0];
 		} catch (error) {

@@ -441,11 +441,15 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	}
 
 	#replicaFailed(replica: Replica, error: unknown, kind: FailureKind): void {
+		const wasQuarantined = replica.health.isQuarantined();
 		const change = replica.health.failed(error);
+		if (!wasQuarantined) {
+			// A new quarantine (the first, or one after a failed retry): whatever connections
+			// the replica had are presumed dead.
+			replica.discardConnections();
+		}
+
 		if (change.wentDown) {
-			// Idle connections to a server that went away are dead too; after the cooldown
-			// the replica gets fresh ones.
-			void replica.pool.destroyAllNow().catch(() => undefined);
 			log('%s is down (%s: %s); out of rotation until %s', replica.name, kind, replica.health.lastError, new Date(replica.health.quarantinedUntil).toISOString());
 			this.emit('replicaDown', {replica: replica.name, error: replica.health.lastError ?? kind, until: new Date(replica.health.quarantinedUntil), failures: replica.health.failures});
 		}

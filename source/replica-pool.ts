@@ -2,6 +2,7 @@
 // replica chosen per *query*. Sequelize's own read pool chooses a replica per pooled
 // connection (round-robin in `create`), so once its pool is warm, sequential reads reuse
 // one connection and all land on one replica.
+import {setTimeout as delay} from 'node:timers/promises';
 import createDebug from 'debug';
 import {Pool} from 'sequelize-pool';
 import {currentScope, type QueryAttempt, type RoutingScope} from './context.js';
@@ -16,6 +17,13 @@ const log = createDebug('sequelize-multidb:pool');
 
 const disconnectTimeoutMs = 1000;
 
+/** How often a read that must see a fresh write asks a replica before using the primary. */
+const maxQuestions = 3;
+/** Pause before the 2nd and 3rd question: 2 ms, then 4 ms (a few ms at most in all). */
+const questionIntervalMs = 2;
+/** A replica measured this close behind the primary is worth those few ms. */
+const closeLagMs = 100;
+
 /** One replica: where it is, its own connection pool, and its health. */
 export class Replica {
 	readonly host: string;
@@ -24,6 +32,9 @@ export class Replica {
 	readonly username: string | undefined;
 	readonly pool: Pool<PooledConnection>;
 	readonly health: ReplicaHealth;
+	/** Connections made before the replica last went down are not handed out again. */
+	#generation = 0;
+	readonly #generationOf = new WeakMap<PooledConnection, number>();
 
 	constructor(readonly name: string, readonly config: ConnectionConfig, manager: ConnectionManagerInternals, cooldownMs: number, tag: (connection: PooledConnection, replica: Replica) => void) {
 		this.host = config.host ?? 'localhost';
@@ -41,13 +52,14 @@ export class Replica {
 				// Sequelize's pool dispatcher returns a connection to `pool.read` by this tag.
 				connection.queryType = 'read';
 				tag(connection, this);
+				this.#generationOf.set(connection, this.#generation);
 				return connection;
 			},
 			// A dead or frozen server may never answer a clean goodbye: bound it, then cut.
 			destroy: async connection => withTimeout(manager._disconnect(connection), disconnectTimeoutMs, 'disconnect').catch(() => {
 				abortConnection(connection);
 			}),
-			validate: poolConfig.validate,
+			validate: connection => this.#generationOf.get(connection) === this.#generation && poolConfig.validate(connection),
 			max: poolConfig.max,
 			min: poolConfig.min,
 			acquireTimeoutMillis: poolConfig.acquire,
@@ -55,6 +67,17 @@ export class Replica {
 			reapIntervalMillis: poolConfig.evict,
 			maxUses: poolConfig.maxUses,
 		});
+	}
+
+	/**
+	 * The replica went down: every connection made so far is presumed dead. Idle ones are
+	 * closed now; those in use are discarded when they come back (the pool validates each
+	 * connection it hands out). Without this, each end of a cooldown would hand out one
+	 * dead connection, fail, and double the next cooldown.
+	 */
+	discardConnections(): void {
+		this.#generation++;
+		void this.pool.destroyAllNow().catch(() => undefined);
 	}
 }
 
@@ -186,14 +209,24 @@ export class ReplicaPool implements ReadPool {
 
 	async #acquireSlowly(attempt: QueryAttempt | undefined, excluded: ReadonlyMap<object, string> | undefined, minLsn: bigint | undefined): Promise<PooledConnection> {
 		let failed = excluded;
-		let asked = false;
+		let questions = 0;
 		for (;;) {
 			let replica = this.next(failed, minLsn);
-			if (!replica && minLsn !== undefined && !asked) {
+			while (!replica && minLsn !== undefined && questions < maxQuestions) {
 				// No replica is known to have replayed that far yet (the monitor's view is up to
-				// an interval old): ask the most advanced one, once, before using the primary.
-				asked = true;
-				await this.#askReplayPosition(failed);
+				// an interval old): ask the likeliest one. A replica that keeps up usually has
+				// the write within milliseconds, so it is asked again, briefly, before the
+				// primary takes the read; a lagging one is not waited for.
+				if (questions > 0) {
+					if (!this.#worthWaitingFor(failed)) {
+						break;
+					}
+
+					await delay(questions * questionIntervalMs);
+				}
+
+				questions++;
+				await this.#askReplayPosition(failed, minLsn);
 				replica = this.next(failed, minLsn);
 			}
 
@@ -257,22 +290,29 @@ export class ReplicaPool implements ReadPool {
 		return connection;
 	}
 
+	/** Whether the likeliest replica keeps up closely enough to wait a few ms for it. */
+	#worthWaitingFor(excluded: ReadonlyMap<object, string> | undefined): boolean {
+		const now = Date.now();
+		const best = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica)).sort(likelierCaughtUp)[0] as Replica | undefined;
+		return best?.health.lagMs !== undefined && best.health.lagMs < closeLagMs;
+	}
+
 	/**
 	 * Reads the replay position of the usable replica most likely to be caught up, bounded
 	 * by the connect timeout. Concurrent reads share one question per replica, and the
 	 * answer is kept as the replica's known position.
 	 */
-	async #askReplayPosition(excluded: ReadonlyMap<object, string> | undefined): Promise<void> {
+	async #askReplayPosition(excluded: ReadonlyMap<object, string> | undefined, minLsn: bigint): Promise<void> {
 		const now = Date.now();
 		const candidates = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica));
-		const best = candidates.sort((a, b) => Number((b.health.replayLsn ?? -1n) - (a.health.replayLsn ?? -1n)))[0] as Replica | undefined;
+		const best = candidates.sort(likelierCaughtUp)[0] as Replica | undefined;
 		if (!best) {
 			return;
 		}
 
 		let question = this.#questions.get(best);
 		if (!question) {
-			question = this.#readReplayPosition(best).finally(() => {
+			question = this.#readReplayPosition(best, minLsn).finally(() => {
 				this.#questions.delete(best);
 			});
 			this.#questions.set(best, question);
@@ -281,7 +321,7 @@ export class ReplicaPool implements ReadPool {
 		await question;
 	}
 
-	async #readReplayPosition(replica: Replica): Promise<void> {
+	async #readReplayPosition(replica: Replica, minLsn: bigint): Promise<void> {
 		let connection: ClientConnection | undefined;
 		try {
 			connection = await replica.pool.acquire() as ClientConnection;
@@ -289,6 +329,9 @@ export class ReplicaPool implements ReadPool {
 			const lsn = parseLsn(result.rows[0]?.lsn);
 			if (lsn !== undefined) {
 				replica.health.replayed(lsn);
+				if (lsn >= minLsn) {
+					replica.health.lastCaughtUpAt = Date.now();
+				}
 			}
 
 			replica.pool.release(connection);
@@ -337,6 +380,26 @@ export class ReplicaPool implements ReadPool {
 
 		return health.lagging ? `lagging ${health.lagMs ?? '?'} ms / ${health.lagBytes ?? '?'} bytes` : 'unavailable';
 	}
+}
+
+/**
+ * Orders replicas by how likely they are to have replayed a fresh write: the furthest known
+ * replay position first; on a tie (an idle primary leaves every replica at the same
+ * position), the smallest measured time lag, then the one most recently found caught up.
+ */
+function likelierCaughtUp(a: Replica, b: Replica): number {
+	const [first, second] = [a.health, b.health];
+	const byPosition = (second.replayLsn ?? -1n) - (first.replayLsn ?? -1n);
+	if (byPosition !== 0n) {
+		return byPosition > 0n ? 1 : -1;
+	}
+
+	const byLag = (first.lagMs ?? Number.POSITIVE_INFINITY) - (second.lagMs ?? Number.POSITIVE_INFINITY);
+	if (byLag !== 0 && !Number.isNaN(byLag)) {
+		return byLag;
+	}
+
+	return second.lastCaughtUpAt - first.lastCaughtUpAt;
 }
 
 /** pg's own connect timeout, on replica connections only (the primary's stay as configured). */

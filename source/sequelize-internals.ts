@@ -14,6 +14,8 @@ export interface PooledConnection {
 /** A pooled connection used directly (node-postgres's promise API). */
 export interface ClientConnection extends PooledConnection {
 	query(sql: string): Promise<{rows: Array<Record<string, unknown>>}>;
+	/** Set by Sequelize's error listener once the connection failed. */
+	_invalid?: boolean;
 }
 
 /** What `connection.pool.read` must offer; our `ReplicaPool` implements it. */

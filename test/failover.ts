@@ -235,3 +235,16 @@ test.serial('a read canceled by a hot-standby conflict is retried on another rep
 	t.is(db.stats().failovers.conflict, 1);
 	t.is(db.replicas[0].state, 'healthy');
 });
+
+test.serial('with the monitor on, a restarted replica rejoins after one cooldown, without a read to prompt it', async t => {
+	const faults = await ownCluster(t);
+	const {sequelize, db, events} = routerOn(t, faults, {cooldownMs: 1000, monitorIntervalMs: 100});
+	await reads(sequelize, faults, 4);
+	await faults.cluster.replicas[0].stop('immediate');
+	t.true(await eventually(() => db.replicas[0].state === 'quarantined', 5000));
+	await faults.cluster.replicas[0].start();
+	// One cooldown, not a doubled one: the monitor's probe must not trip on its own dead connection.
+	t.true(await eventually(() => db.replicas[0].state === 'healthy' && db.replicas[0].failures === 0, 1800), JSON.stringify(db.replicas[0]));
+	t.deepEqual(countBy(await reads(sequelize, faults, 4)), {replica1: 2, replica2: 2});
+	t.deepEqual(events, [`down ${db.replicas[0].name}`, `up ${db.replicas[0].name}`]);
+});

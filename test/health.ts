@@ -41,21 +41,33 @@ test('the caller\'s own errors are not the router\'s to handle', t => {
 	}
 });
 
-test('quarantine lasts the cooldown, doubles per consecutive failure, and is capped at 8x', t => {
+test('quarantine lasts the cooldown, doubles per failed retry, and is capped at 8x', t => {
 	const health = new ReplicaHealth(1000);
-	const now = 1_000_000;
+	let now = 1_000_000;
 	t.deepEqual(health.failed(new Error('a'), now), {wentDown: true});
 	t.is(health.quarantinedUntil, now + 1000);
 	t.false(health.isUsable(now + 999));
 	t.true(health.isUsable(now + 1000));
-	health.failed(new Error('b'), now + 1000);
-	t.is(health.quarantinedUntil, now + 1000 + 2000);
-	for (let index = 0; index < 6; index++) {
-		health.failed(new Error('c'), now + 5000);
+	const expected = [2000, 4000, 8000, 8000, 8000];
+	for (const cooldown of expected) {
+		now = health.quarantinedUntil;
+		// A failure after the cooldown is a failed retry: the replica is still down, no new event.
+		t.deepEqual(health.failed(new Error('again'), now), {wentDown: false});
+		t.is(health.quarantinedUntil - now, cooldown);
 	}
 
-	t.is(health.quarantinedUntil, now + 5000 + 8000);
-	t.is(health.lastError, 'c');
+	t.is(health.lastError, 'again');
+});
+
+test('the failures of every read in flight on a dying replica are one incident', t => {
+	const health = new ReplicaHealth(1000);
+	t.deepEqual(health.failed(new Error('first'), 0), {wentDown: true});
+	for (let index = 0; index < 5; index++) {
+		t.deepEqual(health.failed(new Error('in flight'), 3), {});
+	}
+
+	t.is(health.failures, 1);
+	t.is(health.quarantinedUntil, 1000);
 });
 
 test('a success during the cooldown does not cut it short; after it, the replica comes back', t => {
