@@ -21,8 +21,8 @@ export interface FlowState {
 	markedAsWrite: boolean;
 	/** What started the flow (the Koa context of a request), so nested middleware can join it. */
 	readonly owner?: object;
-	/** Per-database marks: which `MultiDb` routers this flow pinned or wrote through. */
-	readonly databases: Map<object, DatabaseMarks>;
+	/** Per-database marks: which `MultiDb` routers this flow pinned or wrote through (made on first use). */
+	databases?: Map<object, DatabaseMarks>;
 }
 
 /** What one flow did or asked of one router. */
@@ -76,7 +76,7 @@ const globalWithStorage = globalThis as GlobalWithStorage;
 const storage = globalWithStorage[storageKey] ??= new AsyncLocalStorage<RoutingScope>();
 
 export function newFlow(owner?: object): FlowState {
-	return {pinned: false, wrote: false, markedAsWrite: false, owner, databases: new Map()};
+	return {pinned: false, wrote: false, markedAsWrite: false, owner};
 }
 
 export function currentScope(): RoutingScope | undefined {
@@ -95,6 +95,7 @@ export function runInNewFlow<T>(fn: () => T, flow: FlowState = newFlow()): T {
 
 /** The marks of one database in the current flow, created on first use. */
 export function marksOf(flow: FlowState, database: object): DatabaseMarks {
+	flow.databases ??= new Map();
 	let marks = flow.databases.get(database);
 	if (!marks) {
 		marks = {pinned: false, wrote: false};

@@ -34,26 +34,30 @@ type PresentedPin =
 export function pinning(options?: PinningOptions): Middleware {
 	const settings = resolvePinningOptions(options);
 	const {db} = settings;
-	return async function pinning(ctx: Context, next: Next): Promise<void> {
+	// Not `async`: a request that neither carries nor earns a pin costs one promise here.
+	return function pinning(ctx: Context, next: Next): Promise<void> {
 		const joined = currentScope()?.flow;
 		// A second `pinning()` (another database) in the same request joins its flow.
 		const flow = joined?.owner === ctx ? joined : newFlow(ctx);
 		const writeMethod = !settings.readMethods.includes(ctx.method.toUpperCase());
 		const signed = signedFor(ctx, settings);
 		const presented = presentedPin(ctx, settings, signed);
-		if (settings.pinWriteMethods && writeMethod) {
-			pinFlow(flow, db);
-		} else if (presented) {
-			await honour(presented, flow, db);
-		}
-
 		if (log.enabled) {
 			log('%s %s: %s', ctx.method, ctx.path, presented?.kind ?? (settings.pinWriteMethods && writeMethod ? 'write method' : 'unpinned'));
 		}
 
-		try {
-			await (flow === joined ? next() : runInNewFlow(next, flow));
-		} catch (error: unknown) {
+		const handle = (): Promise<void> => (flow === joined ? next() : runInNewFlow(next, flow)).then(() => {
+			if (shouldPin(ctx, flow, settings, writeMethod)) {
+				return setPin(ctx, settings, signed);
+			}
+
+			if (presented?.kind === 'lsn' && db?.everyReplicaHasReplayed(presented.lsn)) {
+				// Every replica has the write now: the pin has nothing left to do.
+				ctx.cookies.set(settings.cookie, null, cookieAttributes(ctx, settings, signed));
+			}
+
+			return undefined;
+		}, async (error: unknown) => {
 			// A handler that throws after its write committed still pins the client. Koa's
 			// error handler removes every header it finds set, but keeps `error.headers`.
 			if (shouldPin(ctx, flow, settings, writeMethod)) {
@@ -62,14 +66,15 @@ export function pinning(options?: PinningOptions): Middleware {
 			}
 
 			throw error;
+		});
+
+		if (settings.pinWriteMethods && writeMethod) {
+			pinFlow(flow, db);
+		} else if (presented) {
+			return honour(presented, flow, db).then(handle);
 		}
 
-		if (shouldPin(ctx, flow, settings, writeMethod)) {
-			await setPin(ctx, settings, signed);
-		} else if (presented?.kind === 'lsn' && db?.everyReplicaHasReplayed(presented.lsn)) {
-			// Every replica has the write now: the pin has nothing left to do.
-			ctx.cookies.set(settings.cookie, null, cookieAttributes(ctx, settings, signed));
-		}
+		return handle();
 	};
 }
 
@@ -126,7 +131,7 @@ async function honour(presented: PresentedPin, flow: FlowState, db: MultiDb | un
 
 function shouldPin(ctx: Context, flow: FlowState, settings: ResolvedPinningOptions, writeMethod: boolean): boolean {
 	const state = ctx.state as {dbWrite?: unknown} | undefined;
-	const wrote = settings.db ? flow.databases.get(settings.db)?.wrote === true : flow.wrote;
+	const wrote = settings.db ? flow.databases?.get(settings.db)?.wrote === true : flow.wrote;
 	return (settings.pinWriteMethods && writeMethod) || state?.dbWrite === true || flow.markedAsWrite || wrote;
 }
 

@@ -317,7 +317,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			return false;
 		}
 
-		const marks = scope.flow?.databases.get(this);
+		const marks = scope.flow?.databases?.get(this);
 		return scope.primaryOnly || scope.flow?.pinned === true || marks?.pinned === true || marks?.wrote === true;
 	}
 
@@ -366,7 +366,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	 * token's signature is wrong: such a read may wait or use the primary, never read older.
 	 */
 	#requiredPosition(scope: RoutingScope | undefined): bigint | 'primary' | undefined {
-		let required = scope?.flow?.databases.get(this)?.minLsn;
+		let required = scope?.flow?.databases?.get(this)?.minLsn;
 		for (const text of scope?.consistency ?? []) {
 			const decoded = this.#decodeToken(text);
 			if (!decoded.ok) {

@@ -210,18 +210,21 @@ export class ReplicaPool implements ReadPool {
 	async #acquireSlowly(attempt: QueryAttempt | undefined, excluded: ReadonlyMap<object, string> | undefined, minLsn: bigint | undefined): Promise<PooledConnection> {
 		let failed = excluded;
 		let questions = 0;
+		let lastAnswer: bigint | undefined;
 		for (;;) {
 			let replica = this.next(failed, minLsn);
 			while (!replica && minLsn !== undefined && questions < maxQuestions) {
 				// No replica is known to have replayed that far yet (the monitor's view is up to
 				// an interval old): ask the likeliest one. A replica that keeps up usually has
 				// the write within milliseconds, so it is asked again, briefly, before the
-				// primary takes the read; a lagging one is not waited for.
+				// primary takes the read; one that is not moving is not waited for.
 				if (questions > 0) {
-					if (!this.#worthWaitingFor(failed)) {
+					const answer = this.#likeliest(failed)?.health.replayLsn;
+					if (!this.#worthWaitingFor(failed, questions > 1 ? lastAnswer : undefined)) {
 						break;
 					}
 
+					lastAnswer = answer;
 					await delay(questions * questionIntervalMs);
 				}
 
@@ -290,11 +293,24 @@ export class ReplicaPool implements ReadPool {
 		return connection;
 	}
 
-	/** Whether the likeliest replica keeps up closely enough to wait a few ms for it. */
-	#worthWaitingFor(excluded: ReadonlyMap<object, string> | undefined): boolean {
+	#likeliest(excluded: ReadonlyMap<object, string> | undefined): Replica | undefined {
 		const now = Date.now();
-		const best = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica)).sort(likelierCaughtUp)[0] as Replica | undefined;
-		return best?.health.lagMs !== undefined && best.health.lagMs < closeLagMs;
+		return this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica)).sort(likelierCaughtUp).at(0);
+	}
+
+	/**
+	 * Whether the likeliest replica is worth a few ms more: the monitor measured it close
+	 * behind, or its replay position moved since the previous answer (it is catching up,
+	 * not held back).
+	 */
+	#worthWaitingFor(excluded: ReadonlyMap<object, string> | undefined, previousAnswer: bigint | undefined): boolean {
+		const health = this.#likeliest(excluded)?.health;
+		if (!health) {
+			return false;
+		}
+
+		const moving = previousAnswer === undefined || (health.replayLsn !== undefined && health.replayLsn > previousAnswer);
+		return moving || (health.lagMs !== undefined && health.lagMs < closeLagMs);
 	}
 
 	/**
@@ -303,9 +319,7 @@ export class ReplicaPool implements ReadPool {
 	 * answer is kept as the replica's known position.
 	 */
 	async #askReplayPosition(excluded: ReadonlyMap<object, string> | undefined, minLsn: bigint): Promise<void> {
-		const now = Date.now();
-		const candidates = this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica));
-		const best = candidates.sort(likelierCaughtUp)[0] as Replica | undefined;
+		const best = this.#likeliest(excluded);
 		if (!best) {
 			return;
 		}
