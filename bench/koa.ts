@@ -32,22 +32,31 @@ export async function koaOverhead(cluster: BenchCluster): Promise<BenchSection> 
 	const pinned = new Koa();
 	pinned.use(pinning({db}));
 	pinned.use(router.routes());
-	const servers = await Promise.all([listen(bare), listen(pinned)]);
-	const [bareUrl, pinnedUrl] = servers.map(server => `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+	// A reference: what any one extra middleware layer costs on this route.
+	const layered = new Koa();
+	layered.use(async function noop(_ctx, next) {
+		await next();
+	});
+	layered.use(router.routes());
+	const servers = await Promise.all([listen(bare), listen(pinned), listen(layered)]);
+	const [bareUrl, pinnedUrl, layeredUrl] = servers.map(server => `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
 	const rows: string[][] = [];
 	const verdicts: Array<{figure: string; target: string; met: boolean}> = [];
 	try {
 		for (const route of ['/plain', '/read']) {
 			await load(`${bareUrl}${route}`, 1);
 			await load(`${pinnedUrl}${route}`, 1);
-			const results = {bare: [] as number[], pinned: [] as number[]};
+			await load(`${layeredUrl}${route}`, 1);
+			const results = {bare: [] as number[], pinned: [] as number[], layered: [] as number[]};
 			for (let run = 0; run < runs; run++) {
 				results.pinned.push(await load(`${pinnedUrl}${route}`, seconds));
 				results.bare.push(await load(`${bareUrl}${route}`, seconds));
+				results.layered.push(await load(`${layeredUrl}${route}`, seconds));
 			}
 
 			const ratio = median(results.pinned) / median(results.bare);
-			rows.push([route === '/plain' ? 'no database' : 'one read', spread(results.bare), spread(results.pinned), `**${ratio.toFixed(3)}**`]);
+			const layerRatio = median(results.layered) / median(results.bare);
+			rows.push([route === '/plain' ? 'no database' : 'one read', spread(results.bare), spread(results.pinned), `**${ratio.toFixed(3)}**`, spread(results.layered), layerRatio.toFixed(3)]);
 			verdicts.push({figure: `pinning() / bare Koa, ${route === '/plain' ? 'no database' : 'one read'}: ${ratio.toFixed(3)}`, target: '>= 0.95', met: ratio >= 0.95});
 		}
 	} finally {
@@ -60,8 +69,8 @@ export async function koaOverhead(cluster: BenchCluster): Promise<BenchSection> 
 	return {
 		id: 'koa',
 		title: 'Koa: pinning() vs bare Koa',
-		method: `autocannon (separate process, ${connections} connections, ${seconds} s per run, ${runs} alternating runs per side after a 1 s warm-up) against GET routes of the same router; requests/s median (min–max). The "one read" route runs \`SELECT inet_server_port()\` through the router in both apps.`,
-		body: markdownTable(['route', 'bare Koa req/s', 'with pinning() req/s', 'ratio'], rows),
+		method: `autocannon (separate process, ${connections} connections, ${seconds} s per run, ${runs} alternating runs per side after a 1 s warm-up) against GET routes of the same router; requests/s median (min–max). The "one read" route runs \`SELECT inet_server_port()\` through the router in both apps. The last two columns measure an app with one \`async (ctx, next) => { await next(); }\` middleware instead of \`pinning()\`: the cost of any middleware layer on this route.`,
+		body: markdownTable(['route', 'bare Koa req/s', 'with pinning() req/s', 'ratio', 'with a no-op middleware req/s', 'ratio'], rows),
 		verdicts,
 	};
 }

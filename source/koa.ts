@@ -34,30 +34,28 @@ type PresentedPin =
 export function pinning(options?: PinningOptions): Middleware {
 	const settings = resolvePinningOptions(options);
 	const {db} = settings;
-	// Not `async`: a request that neither carries nor earns a pin costs one promise here.
-	return function pinning(ctx: Context, next: Next): Promise<void> {
+	const readMethods = new Set(settings.readMethods);
+	return async function pinning(ctx: Context, next: Next): Promise<void> {
 		const joined = currentScope()?.flow;
 		// A second `pinning()` (another database) in the same request joins its flow.
 		const flow = joined?.owner === ctx ? joined : newFlow(ctx);
-		const writeMethod = !settings.readMethods.includes(ctx.method.toUpperCase());
+		// Node hands standard methods over in upper case already.
+		const writeMethod = !readMethods.has(ctx.method) && !readMethods.has(ctx.method.toUpperCase());
 		const signed = signedFor(ctx, settings);
 		const presented = presentedPin(ctx, settings, signed);
+		if (settings.pinWriteMethods && writeMethod) {
+			pinFlow(flow, db);
+		} else if (presented) {
+			await honour(presented, flow, db);
+		}
+
 		if (log.enabled) {
 			log('%s %s: %s', ctx.method, ctx.path, presented?.kind ?? (settings.pinWriteMethods && writeMethod ? 'write method' : 'unpinned'));
 		}
 
-		const handle = (): Promise<void> => (flow === joined ? next() : runInNewFlow(next, flow)).then(() => {
-			if (shouldPin(ctx, flow, settings, writeMethod)) {
-				return setPin(ctx, settings, signed);
-			}
-
-			if (presented?.kind === 'lsn' && db?.everyReplicaHasReplayed(presented.lsn)) {
-				// Every replica has the write now: the pin has nothing left to do.
-				ctx.cookies.set(settings.cookie, null, cookieAttributes(ctx, settings, signed));
-			}
-
-			return undefined;
-		}, async (error: unknown) => {
+		try {
+			await (flow === joined ? next() : runInNewFlow(next, flow));
+		} catch (error: unknown) {
 			// A handler that throws after its write committed still pins the client. Koa's
 			// error handler removes every header it finds set, but keeps `error.headers`.
 			if (shouldPin(ctx, flow, settings, writeMethod)) {
@@ -66,15 +64,14 @@ export function pinning(options?: PinningOptions): Middleware {
 			}
 
 			throw error;
-		});
-
-		if (settings.pinWriteMethods && writeMethod) {
-			pinFlow(flow, db);
-		} else if (presented) {
-			return honour(presented, flow, db).then(handle);
 		}
 
-		return handle();
+		if (shouldPin(ctx, flow, settings, writeMethod)) {
+			await setPin(ctx, settings, signed);
+		} else if (presented?.kind === 'lsn' && db?.everyReplicaHasReplayed(presented.lsn)) {
+			// Every replica has the write now: the pin has nothing left to do.
+			ctx.cookies.set(settings.cookie, null, cookieAttributes(ctx, settings, signed));
+		}
 	};
 }
 
