@@ -1,11 +1,11 @@
 // `multidb()`: validates, installs the router onto one Sequelize instance, and returns its
 // handle. Installing means, all per instance:
-// - our `ReplicaPool` takes the place of Sequelize's read pool (per-query replica choice,
-//   skipping failed, lagging and not-caught-up replicas);
-// - a `beforePoolAcquire` hook decides, per connection request, primary or replicas;
-// - `sequelize.query` runs each query in a routing scope, and retries a read that failed
-//   because of its replica (the replica pool notes the replica and watches the read's
-//   deadline; `afterQuery` counts it and marks writes);
+// - our `ReplicaPool` takes the place of Sequelize's read pool. Sequelize asks it only for
+//   reads, so that is where each read is routed: to the primary (pinned, locking, ...) or
+//   to the next usable replica (skipping failed, lagging and not-caught-up ones);
+// - `sequelize.query` runs each query in a routing scope, retries a read that failed
+//   because of its replica, counts where each query ran, and notes writes. (No Sequelize
+//   hooks: each costs a promise and a debug string on every query.)
 // - a background monitor measures each replica's lag.
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
@@ -542,7 +542,9 @@ function checkSequelize(sequelize: unknown): asserts sequelize is Sequelize {
 	const {version} = candidate.constructor as {version?: unknown};
 	const [major, minor] = typeof version === 'string' ? version.split('.').map(Number) : [];
 	if (major !== 6 || minor < 31) {
-		throw new TypeError(`Expected Sequelize >= 6.31 and < 7 (for the \`beforePoolAcquire\` hook), got ${describe(version)}`);
+		// The router stands on Sequelize 6's connection manager internals, checked below and
+		// tested against 6.31+.
+		throw new TypeError(`Expected Sequelize >= 6.31 and < 7, got ${describe(version)}`);
 	}
 }
 

@@ -62,12 +62,6 @@ export interface ConnectionManagerInternals {
 	_disconnect(connection: PooledConnection): Promise<void>;
 }
 
-/** The query object handed to the `afterQuery` hook. */
-export interface QueryInternals {
-	connection: PooledConnection;
-	sql?: string;
-}
-
 export function connectionManagerOf(sequelize: Sequelize): ConnectionManagerInternals {
 	const manager = (sequelize as unknown as {connectionManager?: Partial<ConnectionManagerInternals>}).connectionManager;
 	if (!manager || typeof manager._connect !== 'function' || typeof manager._disconnect !== 'function' || !manager.pool || !manager.config?.pool) {
