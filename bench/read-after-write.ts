@@ -8,6 +8,7 @@ import KoaRouter from '@koa/router';
 import Koa from 'koa';
 import {QueryTypes} from 'sequelize';
 import {multidb, pinning} from '../source/index.js';
+import {CookieJar} from '../test/helpers/cookie-jar.js';
 import {waitForReplay} from '../test/helpers/replay.js';
 import {markdownTable, type BenchCluster} from './harness.js';
 import type {BenchSection} from './section.js';
@@ -76,13 +77,13 @@ async function runMode(cluster: BenchCluster, mode: Mode): Promise<ReadAfterWrit
 	const totals = {reads: 0, onPrimary: 0, stale: 0};
 	try {
 		await Promise.all(Array.from({length: users}, async () => {
-			const jar = new Map<string, string>();
+			const browser = new CookieJar();
 			for (let round = 0; round < rounds; round++) {
-				const {id} = await call(`${base}/notes`, 'POST', jar) as {id: number};
+				const {id} = await (await browser.fetch(`${base}/notes`, {method: 'POST'})).json() as {id: number};
 				const wroteAt = Date.now();
 				for (const readAt of readDelaysMs) {
 					await delay(Math.max(0, wroteAt + readAt - Date.now()));
-					const {port, found} = await call(`${base}/notes/${id}`, 'GET', jar) as {port: number; found: boolean};
+					const {port, found} = await (await browser.fetch(`${base}/notes/${id}`)).json() as {port: number; found: boolean};
 					totals.reads++;
 					if (cluster.names.get(port) === 'primary') {
 						totals.onPrimary++;
@@ -102,18 +103,6 @@ async function runMode(cluster: BenchCluster, mode: Mode): Promise<ReadAfterWrit
 	}
 
 	return totals;
-}
-
-async function call(url: string, method: string, jar: Map<string, string>): Promise<unknown> {
-	const cookie = [...jar].map(([name, value]) => `${name}=${value}`).join('; ');
-	const response = await fetch(url, {method, headers: cookie ? {cookie} : {}});
-	for (const header of response.headers.getSetCookie()) {
-		const [pair] = header.split(';');
-		const separator = pair.indexOf('=');
-		jar.set(pair.slice(0, separator), pair.slice(separator + 1));
-	}
-
-	return response.json();
 }
 
 async function listen(app: Koa): Promise<Server> {

@@ -32,9 +32,7 @@ for (const name of requested) {
 const selected = requested.length > 0 ? requested : Object.keys(benches);
 const saved = existsSync(resultsFile) ? JSON.parse(await readFile(resultsFile, 'utf8')) as {sections: Record<string, BenchSection & {ranAt: string; machine: string}>} : {sections: {}};
 const cluster = await startBenchCluster();
-process.once('SIGINT', () => {
-	void cluster.stop().finally(() => process.exit(130));
-});
+cluster.local.stopOnSignals();
 try {
 	for (const name of selected) {
 		console.log(`\n## ${name}`);

@@ -2,14 +2,16 @@
 // then shows, with real servers answering:
 // 1. per-query round-robin, next to Sequelize's own replication;
 // 2. the forum scenario: a user posts, is redirected, and views the post 500 ms later,
-//    with pinning (served by the primary, the post is there) and without (a replica that
-//    has not replayed the post yet answers 404: the stale read pinning prevents).
+//    with pinning (served by the primary, the post is there), with LSN pinning (served by
+//    a replica that has replayed the post) and without (a replica that has not replayed
+//    the post yet answers 404: the stale read pinning prevents).
 // It stops everything it started, also on Ctrl-C.
 import {createServer, type Server} from 'node:http';
 import type {AddressInfo} from 'node:net';
 import {setTimeout as delay} from 'node:timers/promises';
 import {QueryTypes, type Sequelize} from 'sequelize';
 import {multidb} from '../source/index.js';
+import {CookieJar} from '../test/helpers/cookie-jar.js';
 import {waitForReplay} from '../test/helpers/replay.js';
 import {createForum, type ForumOptions} from './forum.js';
 import {startCluster, type RunningCluster} from './local-cluster.js';
@@ -44,11 +46,12 @@ async function showRoundRobin(cluster: RunningCluster): Promise<void> {
 async function showForumScenario(cluster: RunningCluster): Promise<void> {
 	console.log(`\n2. The forum: post, get redirected, view the post 500 ms later (replica2 lags 1.5 s; pins last ${pinSeconds} s)`);
 	const pinned = await serveForum(cluster, {pinning: {seconds: pinSeconds}});
+	const byPosition = await serveForum(cluster, {pinning: {seconds: pinSeconds, consistency: 'lsn'}});
 	const unpinned = await serveForum(cluster, {pinning: false});
 	await pinned.sync();
 	await waitForReplay(cluster.endpoints);
 
-	for (const [label, forum] of [['with pinning   ', pinned], ['without pinning', unpinned]] as const) {
+	for (const [label, forum] of [['with pinning   ', pinned], ['LSN pinning    ', byPosition], ['without pinning', unpinned]] as const) {
 		for (let round = 1; round <= 3; round++) {
 			const browser = new CookieJar();
 			const posted = await browser.fetch(`${forum.url}/posts`, {method: 'POST', body: new URLSearchParams({title: `${label.trim()} #${round}`, body: 'Hello'}), redirect: 'manual'});
@@ -88,27 +91,6 @@ async function listen(server: Server): Promise<Server> {
 			resolve(server);
 		});
 	});
-}
-
-/** Just enough of a browser: keeps the cookies a server sets and sends them back. */
-class CookieJar {
-	readonly #cookies = new Map<string, string>();
-
-	async fetch(url: string, init: RequestInit = {}): Promise<Response> {
-		const headers = new Headers(init.headers);
-		if (this.#cookies.size > 0) {
-			headers.set('Cookie', [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; '));
-		}
-
-		const response = await fetch(url, {...init, headers});
-		for (const cookie of response.headers.getSetCookie()) {
-			const [pair] = cookie.split(';');
-			const separator = pair.indexOf('=');
-			this.#cookies.set(pair.slice(0, separator), pair.slice(separator + 1));
-		}
-
-		return response;
-	}
 }
 
 // Last, so that every declaration above is initialised before the demo runs.

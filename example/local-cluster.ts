@@ -24,18 +24,8 @@ export async function startCluster(): Promise<RunningCluster> {
 		endpoints = endpointsOf(local);
 	}
 
-	const stop = async () => {
-		const running = local;
-		local = undefined;
-		await running?.stop();
-	};
-
-	for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-		process.once(signal, () => {
-			console.log('\nStopping the cluster...');
-			void stop().finally(() => process.exit(130));
-		});
-	}
+	local?.stopOnSignals();
+	const stop = async () => local?.stop();
 
 	const connection = (server: ServerEndpoint) => ({host: server.host, port: server.port, username: server.username, password: server.password});
 	return {

@@ -14,11 +14,7 @@ for (const [name, value] of Object.entries(clusterEnvironment(cluster))) {
 }
 
 console.log('\nCtrl-C stops the servers.');
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-	process.once(signal, () => {
-		void cluster.stop().finally(() => process.exit(0));
-	});
-}
+cluster.stopOnSignals(0);
 
 // Keep the process (and so the cluster's watchdog) alive until a signal arrives.
 setInterval(() => undefined, 1 << 30);

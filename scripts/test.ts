@@ -12,24 +12,13 @@ if (!process.env.MULTIDB_TEST_SKIP_BUILD) {
 }
 
 const usesExistingCluster = Boolean(process.env.MULTIDB_TEST_PRIMARY && process.env.MULTIDB_TEST_REPLICAS);
-let cluster: LocalCluster | undefined;
-if (!usesExistingCluster) {
-	const startedAt = Date.now();
-	cluster = await LocalCluster.start();
+const startedAt = Date.now();
+const cluster = usesExistingCluster ? undefined : await LocalCluster.start();
+if (cluster) {
 	console.log(`# test cluster: ${cluster.binaries.version}, primary :${cluster.primary.port}, replicas ${cluster.replicas.map(replica => `:${replica.port}`).join(' ')} (up in ${Date.now() - startedAt} ms)`);
 }
 
-const stopCluster = async () => {
-	const running = cluster;
-	cluster = undefined;
-	await running?.stop();
-};
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-	process.once(signal, () => {
-		void stopCluster().finally(() => process.exit(130));
-	});
-}
+cluster?.stopOnSignals();
 
 const counts = {pass: 0, fail: 0, skip: 0};
 const exitCode = await new Promise<number>(resolve => {
@@ -50,7 +39,7 @@ const exitCode = await new Promise<number>(resolve => {
 	});
 });
 
-await stopCluster();
+await cluster?.stop();
 if (exitCode !== 0 && counts.fail === 0) {
 	// ava failed without counting a failed test (a crash before any test ran, bad arguments).
 	console.log(`# ava exited with ${exitCode} without a failed test; counting the run as one failure`);

@@ -209,7 +209,24 @@ export class LocalCluster {
 		}
 	}
 
+	/** Stops the servers on Ctrl-C or SIGTERM, then exits: for scripts that run a cluster. */
+	stopOnSignals(exitCode = 130): void {
+		for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+			process.once(signal, () => {
+				void this.stop().finally(() => process.exit(exitCode));
+			});
+		}
+	}
+
+	/** Stops every server and removes the cluster's dir; calling it again does nothing. */
 	async stop(): Promise<void> {
+		this.#stopping ??= this.#stop();
+		return this.#stopping;
+	}
+
+	#stopping: Promise<void> | undefined;
+
+	async #stop(): Promise<void> {
 		for (const server of this.servers) {
 			try {
 				server.thaw();
