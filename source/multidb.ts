@@ -19,7 +19,7 @@ import {LagMonitor, type LagSample} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {isLockingRead, isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
 import {Replica, ReplicaPool, type ReadRoute} from './replica-pool.js';
-import {connectionManagerOf, hasReplicationPools, type ConnectionConfig, type PooledConnection} from './sequelize-internals.js';
+import {connectionManagerOf, hasReplicationPools, type PooledConnection} from './sequelize-internals.js';
 import {StatsRecorder, type RouteStats} from './stats.js';
 import {checkNumber, describe, routerBrand} from './validate.js';
 
@@ -27,7 +27,6 @@ const log = createDebug('sequelize-multidb:router');
 
 /** Marks an instance as taken, across the ESM and CommonJS builds of this package. */
 const installedKey = Symbol.for('sequelize-multidb.installed');
-
 
 /** Bound on a monitor probe when `readTimeoutMs` is 0 (off): a probe must never hang. */
 const defaultProbeTimeoutMs = 10_000;
@@ -595,4 +594,3 @@ function sqlText(sql: unknown): string | undefined {
 	return typeof query === 'string' ? query : undefined;
 }
 
-export type {ConnectionConfig};
