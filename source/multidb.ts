@@ -10,7 +10,7 @@
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
-import {currentScope, marksOf, runInScope, type QueryAttempt, type RoutingScope} from './context.js';
+import {currentScope, marksOf, runInScope, usePrimaryDb, type QueryAttempt, type RoutingScope} from './context.js';
 import {ReadDeadlines} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import {classifyFailure, describeFailure, type FailureKind} from './health.js';
@@ -169,6 +169,16 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		};
 
 		Object.defineProperty(sequelize, 'close', {value: closeBoth, writable: true, configurable: true});
+		// `sync` reads the catalog with typed SELECTs (Postgres enum lists): from a lagging
+		// replica it would miss a type it just created. Every sync runs on the primary.
+		primaryOnlyMethod(sequelize, 'sync');
+		for (const model of (sequelize as unknown as {modelManager: {models: object[]}}).modelManager.models) {
+			primaryOnlyMethod(model, 'sync');
+		}
+
+		sequelize.addHook('afterDefine', 'sequelize-multidb', model => {
+			primaryOnlyMethod(model, 'sync');
+		});
 		log('installed with %d replica(s): %o', this.#replicaPool?.replicas.length ?? 0, this.#replicaPool?.replicas.map(replica => replica.name));
 	}
 
@@ -555,6 +565,20 @@ function hasReplicasConfigured(sequelize: Sequelize): boolean {
 	const {replication} = (sequelize as unknown as {options: {replication?: false | {read?: unknown}}}).options;
 	const given = replication ? replication.read : undefined;
 	return Array.isArray(given) ? given.length > 0 : given !== undefined && given !== null;
+}
+
+/** Replaces `target[name]` with a function that runs the original inside `usePrimaryDb`. */
+function primaryOnlyMethod(target: object, name: string): void {
+	const original = (target as Record<string, unknown>)[name];
+	if (typeof original !== 'function') {
+		return;
+	}
+
+	const onPrimary = function (this: unknown, ...arguments_: unknown[]): unknown {
+		return usePrimaryDb(() => (original as (...parameters: unknown[]) => unknown).apply(this, arguments_));
+	};
+
+	Object.defineProperty(target, name, {value: onPrimary, writable: true, configurable: true});
 }
 
 function infoOf(replica: Replica): ReplicaInfo {
