@@ -397,20 +397,21 @@ export class ReplicaPool implements ReadPool {
 }
 
 /**
- * Orders replicas by how likely they are to have replayed a fresh write: the furthest known
- * replay position first; on a tie (an idle primary leaves every replica at the same
- * position), the smallest measured time lag, then the one most recently found caught up.
+ * Orders replicas by how likely they are to have replayed a fresh write: the smallest
+ * measured time lag first (known positions are read at different moments, so a position
+ * alone can favour a replica that is held back); then the furthest known replay position;
+ * then the one most recently found caught up.
  */
 function likelierCaughtUp(a: Replica, b: Replica): number {
 	const [first, second] = [a.health, b.health];
-	const byPosition = (second.replayLsn ?? -1n) - (first.replayLsn ?? -1n);
-	if (byPosition !== 0n) {
-		return byPosition > 0n ? 1 : -1;
-	}
-
 	const byLag = (first.lagMs ?? Number.POSITIVE_INFINITY) - (second.lagMs ?? Number.POSITIVE_INFINITY);
 	if (byLag !== 0 && !Number.isNaN(byLag)) {
 		return byLag;
+	}
+
+	const byPosition = (second.replayLsn ?? -1n) - (first.replayLsn ?? -1n);
+	if (byPosition !== 0n) {
+		return byPosition > 0n ? 1 : -1;
 	}
 
 	return second.lastCaughtUpAt - first.lastCaughtUpAt;

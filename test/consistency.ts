@@ -48,6 +48,9 @@ test('write then read at once, 100 times, honouring the token: 0 stale reads, se
 
 	const counts = Object.fromEntries(['primary', 'replica1', 'replica2'].map(name => [name, servers.filter(server => server === name).length]));
 	t.log(`100 reads right after their write: ${JSON.stringify(counts)}, stale ${stale}`);
+	if (counts.primary > 10) {
+		t.log(`replicas: ${JSON.stringify(db.replicas)}; stats: ${JSON.stringify(db.stats())}`);
+	}
 	t.is(stale, 0);
 	t.is(counts.replica2, 0);
 	// On a quiet machine all 100 go to replica1; under load replica1 may trail a write by a
