@@ -412,10 +412,16 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	 * each hook costs a promise and a debug string on every query.
 	 */
 	#account(attempt: QueryAttempt, queryOptions: unknown, scope: RoutingScope | undefined): void {
+		if (attempt.replica instanceof Replica && attempt.reason) {
+			// A routed read (the common case): the replica pool said where and why.
+			this.#stats.record(attempt.replica.name, attempt.reason);
+			return;
+		}
+
 		const options = queryOptions as QueryFacts | undefined;
 		const transaction = options?.transaction === undefined ? this.#clsTransaction() : options.transaction;
 		const connection = transaction?.connection as PooledConnection | undefined;
-		const replica = attempt.replica instanceof Replica ? attempt.replica : connection && this.#replicaPool?.replicaOf(connection);
+		const replica = connection && this.#replicaPool?.replicaOf(connection);
 		const type = queryTypeOf(options, this.#queryDefaults);
 		let reason = attempt.reason;
 		if (!reason) {
