@@ -210,7 +210,9 @@ export class ReplicaPool implements ReadPool {
 	async #acquireSlowly(attempt: QueryAttempt | undefined, excluded: ReadonlyMap<object, string> | undefined, minLsn: bigint | undefined): Promise<PooledConnection> {
 		let failed = excluded;
 		let questions = 0;
-		let lastAnswer: bigint | undefined;
+		// The likeliest replica's position after the question before last: set from the
+		// second question on, so movement between two answers can be seen.
+		let previousAnswer: bigint | undefined;
 		for (;;) {
 			let replica = this.next(failed, minLsn);
 			while (!replica && minLsn !== undefined && questions < maxQuestions) {
@@ -219,12 +221,11 @@ export class ReplicaPool implements ReadPool {
 				// the write within milliseconds, so it is asked again, briefly, before the
 				// primary takes the read; one that is not moving is not waited for.
 				if (questions > 0) {
-					const answer = this.#likeliest(failed)?.health.replayLsn;
-					if (!this.#worthWaitingFor(failed, questions > 1 ? lastAnswer : undefined)) {
+					if (!this.#worthWaitingFor(failed, previousAnswer)) {
 						break;
 					}
 
-					lastAnswer = answer;
+					previousAnswer = this.#likeliest(failed)?.health.replayLsn;
 					await delay(questions * questionIntervalMs);
 				}
 
