@@ -2,8 +2,9 @@
 // the router and for Sequelize's own replication, timing, and summaries (median and spread,
 // never a single run).
 import os from 'node:os';
-import {QueryTypes, Sequelize, type Options} from 'sequelize';
+import {QueryTypes, type Options, type Sequelize} from 'sequelize';
 import {LocalCluster, type ClusterOptions} from '../test/helpers/cluster.js';
+import {newSequelize} from '../test/helpers/sequelize.js';
 import {endpointsOf, type ClusterEndpoints, type ServerEndpoint} from '../test/helpers/shared-cluster.js';
 
 export interface BenchCluster {
@@ -20,14 +21,7 @@ export interface BenchCluster {
 export async function startBenchCluster(options?: ClusterOptions): Promise<BenchCluster> {
 	const local = await LocalCluster.start(options);
 	const endpoints = endpointsOf(local);
-	const connection = (server: ServerEndpoint) => ({host: server.host, port: server.port, username: server.username, password: server.password});
-	const connectTo = (replicas: readonly ServerEndpoint[], overrides: Options = {}) => new Sequelize(endpoints.primary.database, endpoints.primary.username, endpoints.primary.password, {
-		dialect: 'postgres',
-		logging: false,
-		pool: {max: 10},
-		...overrides,
-		replication: {write: connection(endpoints.primary), read: replicas.map(replica => connection(replica))},
-	});
+	const connectTo = (replicas: readonly ServerEndpoint[], overrides: Options = {}) => newSequelize(endpoints, {pool: {max: 10}, ...overrides, replicas});
 	return {
 		local,
 		endpoints,

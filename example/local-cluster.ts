@@ -1,9 +1,10 @@
 // Shared by the demo and the runnable forum: a local primary with two replicas (the second
 // lagging 1.5 s), or an existing cluster named by MULTIDB_TEST_PRIMARY/REPLICAS. Stops
 // what it started on exit and on Ctrl-C.
-import {Sequelize, type Options} from 'sequelize';
+import type {Options, Sequelize} from 'sequelize';
 import {LocalCluster} from '../test/helpers/cluster.js';
-import {endpointsOf, sharedCluster, type ClusterEndpoints, type ServerEndpoint} from '../test/helpers/shared-cluster.js';
+import {newSequelize} from '../test/helpers/sequelize.js';
+import {endpointsOf, sharedCluster, type ClusterEndpoints} from '../test/helpers/shared-cluster.js';
 
 export interface RunningCluster {
 	readonly endpoints: ClusterEndpoints;
@@ -27,16 +28,10 @@ export async function startCluster(): Promise<RunningCluster> {
 	local?.stopOnSignals();
 	const stop = async () => local?.stop();
 
-	const connection = (server: ServerEndpoint) => ({host: server.host, port: server.port, username: server.username, password: server.password});
 	return {
 		endpoints,
 		names: new Map([endpoints.primary, ...endpoints.replicas].map(server => [server.port, server.name])),
-		connect: (options = {}) => new Sequelize(endpoints.primary.database, endpoints.primary.username, endpoints.primary.password, {
-			dialect: 'postgres',
-			logging: false,
-			...options,
-			replication: {write: connection(endpoints.primary), read: endpoints.replicas.map(replica => connection(replica))},
-		}),
+		connect: (options = {}) => newSequelize(endpoints, options),
 		stop,
 	};
 }
