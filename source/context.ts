@@ -6,7 +6,7 @@ import type {WatchedRead} from './deadline.js';
 import {MultiDbError} from './errors.js';
 import {decodeToken} from './lsn.js';
 import type {RouteReason} from './stats.js';
-import {describe} from './validate.js';
+import {describe, invalid, isMultiDb} from './validate.js';
 
 /**
  * What one flow of work (an HTTP request, a job) has asked for. Mutable, and shared by
@@ -27,11 +27,15 @@ export interface FlowState {
 
 /** What one flow did or asked of one router. */
 export interface DatabaseMarks {
-	/** Reads of this database go to the primary (a pin cookie, a write request). */
-	pinned: boolean;
+	/**
+	 * Whether reads of this database go to the primary: `true` after a pin cookie, a write
+	 * request or a write that ran; `false` after `unpin(db)`, which outweighs a flow-wide
+	 * pin; undefined where the flow-wide `pinned` decides.
+	 */
+	pinned?: boolean;
 	/** Reads must see the primary's WAL up to here (an LSN-mode pin): a caught-up replica, else the primary. */
 	minLsn?: bigint;
-	/** A write query ran through this database in this flow. */
+	/** A write query ran through this database in this flow (the response pins the client; `unpin` keeps this). */
 	wrote: boolean;
 }
 
@@ -75,6 +79,37 @@ type GlobalWithStorage = typeof globalThis & {[storageKey]?: AsyncLocalStorage<R
 const globalWithStorage = globalThis as GlobalWithStorage;
 const storage = globalWithStorage[storageKey] ??= new AsyncLocalStorage<RoutingScope>();
 
+// The routers alive in this process, shared by both builds like the storage: `isPinned()`
+// without a database asks each of them, so its answer is the same whether a pin was made
+// for one database (`pinning({db})`) or for all (`pinning()`, `pin()`).
+const routersKey = Symbol.for('sequelize-multidb.routers.v1');
+type GlobalWithRouters = typeof globalThis & {[routersKey]?: Set<WeakRef<object>>};
+const routers = (globalThis as GlobalWithRouters)[routersKey] ??= new Set<WeakRef<object>>();
+
+/** Makes a router known to `isPinned()`; `forgetRouter` when it closes (a collected one is dropped too). */
+export function registerRouter(router: object): void {
+	routers.add(new WeakRef(router));
+}
+
+export function forgetRouter(router: object): void {
+	for (const reference of routers) {
+		if (reference.deref() === router) {
+			routers.delete(reference);
+		}
+	}
+}
+
+function* liveRouters(): Generator<object> {
+	for (const reference of routers) {
+		const router = reference.deref();
+		if (router === undefined) {
+			routers.delete(reference);
+		} else {
+			yield router;
+		}
+	}
+}
+
 export function newFlow(owner?: object): FlowState {
 	return {pinned: false, wrote: false, markedAsWrite: false, owner};
 }
@@ -98,7 +133,7 @@ export function marksOf(flow: FlowState, database: object): DatabaseMarks {
 	flow.databases ??= new Map();
 	let marks = flow.databases.get(database);
 	if (!marks) {
-		marks = {pinned: false, wrote: false};
+		marks = {wrote: false};
 		flow.databases.set(database, marks);
 	}
 
@@ -152,23 +187,92 @@ usePrimaryDb.wrap = function wrap<Arguments extends unknown[], Result>(fn: (...a
 };
 
 /**
+ * Whether reads of `database` go to the primary in `scope`: `usePrimaryDb`, `pin()`, a
+ * request pinned by `pinning()` (a pin cookie, a write method, `dbWrite`), or a write the
+ * flow made through it (its later reads must see that write). The router asks this for
+ * every read; `isPinned(db)` answers with it.
+ */
+export function readsPinned(scope: RoutingScope | undefined, database: object): boolean {
+	if (!scope) {
+		return false;
+	}
+
+	const {flow} = scope;
+	return scope.primaryOnly || (flow !== undefined && (flow.databases?.get(database)?.pinned ?? flow.pinned));
+}
+
+/**
  * Pins the current flow: its reads go to the primary until `unpin()` or the flow ends.
  * Called outside any flow, it starts one that lasts for the rest of the current
  * asynchronous execution (like the seed's `pin_this_thread`).
  */
 export function pin(): void {
-	flowForChange().pinned = true;
+	const flow = flowForChange();
+	flow.pinned = true;
+	// A database unpinned earlier is pinned again: `pin()` covers every database.
+	for (const marks of flow.databases?.values() ?? []) {
+		marks.pinned = undefined;
+	}
 }
 
-/** Undoes `pin()`. It does not end an enclosing `usePrimaryDb` block. */
-export function unpin(): void {
-	flowForChange().pinned = false;
+/**
+ * Lifts the current flow's pins, for one database (`db`) or all, for the rest of the flow:
+ * `pin()`, a pin cookie or write method seen by `pinning()`, a write already made, an LSN
+ * pin. A write made afterwards pins again; the response still pins the client for a write
+ * made before (`unpin` changes where this request reads, not what the client is told).
+ * It does not end an enclosing `usePrimaryDb` block, nor a `withConsistency` scope.
+ */
+export function unpin(db?: object): void {
+	checkDatabase(db);
+	const flow = flowForChange();
+	if (db === undefined) {
+		flow.pinned = false;
+		for (const marks of flow.databases?.values() ?? []) {
+			marks.pinned = undefined;
+			marks.minLsn = undefined;
+		}
+
+		return;
+	}
+
+	const marks = marksOf(flow, db);
+	marks.pinned = false;
+	marks.minLsn = undefined;
 }
 
-/** Whether reads in the current context go to the primary (`pin()` or `usePrimaryDb`). */
-export function isPinned(): boolean {
+/**
+ * Whether a read would go to the primary here (the seed's `this_thread_is_pinned`): for
+ * `db`, or without it for any router of this process, whatever pinned it (`usePrimaryDb`,
+ * `pin()`, a pin cookie, a write method, `dbWrite`, a write that ran). An LSN pin is not
+ * counted: its reads go to replicas that have replayed the write.
+ */
+export function isPinned(db?: object): boolean {
+	checkDatabase(db);
 	const scope = currentScope();
-	return scope !== undefined && (scope.primaryOnly || scope.flow?.pinned === true);
+	if (db !== undefined) {
+		return readsPinned(scope, db);
+	}
+
+	if (scope?.primaryOnly) {
+		return true;
+	}
+
+	let anyRouter = false;
+	for (const router of liveRouters()) {
+		anyRouter = true;
+		if (readsPinned(scope, router)) {
+			return true;
+		}
+	}
+
+	// No router yet: what a router made now would do.
+	return !anyRouter && scope?.flow?.pinned === true;
+}
+
+function checkDatabase(db: unknown): void {
+	if (db !== undefined && !isMultiDb(db)) {
+		throw invalid('db', 'the handle returned by multidb()', db);
+	}
 }
 
 function flowForChange(): FlowState {

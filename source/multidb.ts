@@ -10,7 +10,7 @@
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
-import {currentScope, marksOf, runInScope, usePrimaryDb, type QueryAttempt, type RoutingScope} from './context.js';
+import {currentScope, forgetRouter, marksOf, readsPinned, registerRouter, runInScope, usePrimaryDb, type QueryAttempt, type RoutingScope} from './context.js';
 import {ReadDeadlines} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import {classifyFailure, describeFailure, type FailureKind} from './health.js';
@@ -179,6 +179,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		sequelize.addHook('afterDefine', 'sequelize-multidb', model => {
 			primaryOnlyMethod(model, 'sync');
 		});
+		registerRouter(this);
 		log('installed with %d replica(s): %o', this.#replicaPool?.replicas.length ?? 0, this.#replicaPool?.replicas.map(replica => replica.name));
 	}
 
@@ -265,6 +266,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	/** Stops background work. `sequelize.close()` calls it too, and also closes the pools. */
 	async close(): Promise<void> {
 		this.#closed = true;
+		forgetRouter(this);
 		this.#deadlines?.stop();
 		await this.#monitor?.stop();
 	}
@@ -317,20 +319,6 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	}
 
 	/**
-	 * Whether reads of this database go to the primary in the given scope: `usePrimaryDb`,
-	 * `pin()`, a pinned request, or a flow that already wrote through this database (its
-	 * later reads must see that write).
-	 */
-	#readsPinned(scope: RoutingScope | undefined): boolean {
-		if (!scope) {
-			return false;
-		}
-
-		const marks = scope.flow?.databases?.get(this);
-		return scope.primaryOnly || scope.flow?.pinned === true || marks?.pinned === true || marks?.wrote === true;
-	}
-
-	/**
 	 * Where a read goes. The replica pool asks, when Sequelize wants a read connection: for a
 	 * read (type SELECT, no `useMaster`) outside a transaction (`attempt` set), or for a
 	 * `readOnly` transaction (no `attempt`). Everything else never reaches the replica pool.
@@ -351,7 +339,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			return {primary: true, reason: 'locking-read'};
 		}
 
-		if (this.#readsPinned(scope)) {
+		if (readsPinned(scope, this)) {
 			return {primary: true, reason: 'pinned'};
 		}
 
@@ -448,10 +436,13 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	}
 
 
+	/** A write ran in the flow: its later reads of this database must see it, and the client is pinned. */
 	#markWrite(scope: RoutingScope | undefined): void {
 		if (scope?.flow) {
 			scope.flow.wrote = true;
-			marksOf(scope.flow, this).wrote = true;
+			const marks = marksOf(scope.flow, this);
+			marks.wrote = true;
+			marks.pinned = true;
 		}
 	}
 

@@ -1,5 +1,3 @@
-import type {MultiDb} from './multidb.js';
-
 // Checks of user-supplied values, shared by every options type. Each failure is a
 // TypeError that names the option, what was expected and what was received.
 
@@ -94,6 +92,7 @@ export function checkOneOf<T extends string>(name: string, value: unknown, choic
 /** Brands a `MultiDb` handle: `instanceof` fails across the ESM and CommonJS builds. */
 export const routerBrand = Symbol.for('sequelize-multidb.router');
 
-export function isMultiDb(value: unknown): value is MultiDb {
+/** Whether `value` is a router handle from `multidb()`, from either build of this package. */
+export function isMultiDb<Router extends object = object>(value: unknown): value is Router {
 	return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[routerBrand] === true;
 }

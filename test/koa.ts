@@ -4,7 +4,7 @@ import Koa from 'koa';
 import KoaRouterLegacy from 'koa-router';
 import KoaRouter from '@koa/router';
 import request from 'supertest';
-import {dbWrite, multidb, pinning} from '../source/index.js';
+import {dbWrite, isPinned, multidb, pinning, unpin} from '../source/index.js';
 import {sharedCluster} from './helpers/shared-cluster.js';
 import {createNotesTable, createTestApp, type TestAppOptions} from './helpers/app.js';
 import {answeringServer, newSequelize} from './helpers/sequelize.js';
@@ -256,4 +256,56 @@ test('signed: true without app.keys is a clear error', async t => {
 	app.on('error', (error: Error) => errors.push(error));
 	await request(callback).get('/read').expect(500);
 	t.is(errors[0]?.message, 'Expected `app.keys` to be set, as pinning() was given `signed: true`');
+});
+
+for (const withDb of [true, false]) {
+	const form = withDb ? 'pinning({db})' : 'pinning()';
+	test(`under ${form}, isPinned() says where reads go, and unpin() sends the rest of the request to the replicas until it writes`, async t => {
+		const sequelize = newSequelize(cluster);
+		t.teardown(async () => sequelize.close());
+		const db = multidb(sequelize);
+		const app = new Koa();
+		app.use(pinning(withDb ? {db} : {}));
+		const router = new KoaRouter();
+		router.all('/probe', async ctx => {
+			const before = {any: isPinned(), db: isPinned(db), server: await answeringServer(sequelize, cluster)};
+			unpin(ctx.query.db === '1' ? db : undefined);
+			const unpinned = {any: isPinned(), db: isPinned(db), server: await answeringServer(sequelize, cluster)};
+			await sequelize.query('CREATE TEMPORARY TABLE IF NOT EXISTS scratch (x int)');
+			const afterWrite = {any: isPinned(), db: isPinned(db), server: await answeringServer(sequelize, cluster)};
+			ctx.body = {before, unpinned, afterWrite};
+		});
+		app.use(router.routes());
+		const callback = app.callback();
+		const pinnedRead = {any: true, db: true, server: 'primary'};
+		for (const [label, call] of [
+			['a POST', () => request(callback).post('/probe')],
+			['a POST, unpin(db)', () => request(callback).post('/probe?db=1')],
+			['a pin cookie', () => request(callback).get('/probe').set('Cookie', `${cookieName}=1.${Date.now() + 10_000}`)],
+		] as const) {
+			const {body} = await call().expect(200);
+			t.deepEqual(body.before, pinnedRead, `${label}: before unpin`);
+			if (!label.includes('unpin(db)')) {
+				// After unpin(db), isPinned() without db still answers for every other router
+				// of this process (other tests' routers, under a flow-wide pin).
+				t.false(body.unpinned.any, `${label}: after unpin`);
+			}
+
+			t.false(body.unpinned.db, `${label}: after unpin`);
+			t.true(isReplica(body.unpinned.server), `${label}: after unpin`);
+			t.deepEqual(body.afterWrite, pinnedRead, `${label}: after a write`);
+		}
+
+		const {body} = await request(callback).get('/probe').expect(200);
+		t.false(body.before.any);
+		t.false(body.before.db);
+		t.true(isReplica(body.before.server));
+	});
+}
+
+test('isPinned(db) and unpin(db) reject what is not a router handle', t => {
+	t.throws(() => isPinned({} as never), {instanceOf: TypeError, message: 'Expected `db` to be the handle returned by multidb(), got an object'});
+	t.throws(() => {
+		unpin('db' as never);
+	}, {instanceOf: TypeError, message: 'Expected `db` to be the handle returned by multidb(), got "db" (string)'});
 });
