@@ -216,7 +216,7 @@ const cookieName = /^[!#$%&'*+\-.^_`|~\dA-Za-z]+$/;
 export function resolvePinningOptions(options: unknown): ResolvedPinningOptions {
 	const given = checkOptionsObject('options', options, Object.keys(pinningDefaults));
 	const merged = {...pinningDefaults, ...withoutUndefined(given)} as Record<keyof ResolvedPinningOptions, unknown>;
-	if (merged.db !== undefined && !isMultiDb<MultiDb>(merged.db)) {
+	if (merged.db !== undefined && !isMultiDb(merged.db)) {
 		throw invalid('db', 'the handle returned by multidb()', merged.db);
 	}
 

@@ -93,6 +93,6 @@ export function checkOneOf<T extends string>(name: string, value: unknown, choic
 export const routerBrand = Symbol.for('sequelize-multidb.router');
 
 /** Whether `value` is a router handle from `multidb()`, from either build of this package. */
-export function isMultiDb<Router extends object = object>(value: unknown): value is Router {
+export function isMultiDb(value: unknown): value is {readonly [routerBrand]: true} {
 	return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[routerBrand] === true;
 }
