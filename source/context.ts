@@ -155,6 +155,15 @@ export function usePrimaryDb<T>(fn: () => T): T {
 }
 
 /**
+ * Runs `fn` in the current flow or, outside any flow (a script, a job), in a flow of its
+ * own: either way, the writes `fn` makes send its later reads to the primary.
+ */
+export function withOwnFlow<T>(fn: () => T): T {
+	const scope = currentScope();
+	return scope?.flow ? fn() : storage.run({primaryOnly: scope?.primaryOnly ?? false, flow: newFlow(), consistency: scope?.consistency}, fn);
+}
+
+/**
  * Runs `fn` with reads that see at least what the token's write saw: each read goes to a
  * replica that has replayed the token's WAL position, or to the primary while none has.
  * For work that leaves the request (a queued job, another service): pass it the token

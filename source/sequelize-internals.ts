@@ -74,3 +74,36 @@ export function connectionManagerOf(sequelize: Sequelize): ConnectionManagerInte
 export function hasReplicationPools(pool: ReplicationPools | ReadPool): pool is ReplicationPools {
 	return 'read' in pool && 'write' in pool;
 }
+
+interface ModelManagerInternals {
+	models: object[];
+	addModel(model: object): object;
+}
+
+/**
+ * Calls `visit` for every model of the instance, now and whenever one is defined later
+ * (`define`, `Model.init`). It wraps this instance's own `modelManager.addModel` rather than
+ * registering an `afterDefine` hook: a hook lands in `sequelize.options.hooks`, which
+ * `new Sequelize(..., {...routed.options})` copies into another instance.
+ */
+export function forEachModel(sequelize: Sequelize, visit: (model: object) => void): void {
+	const manager = (sequelize as unknown as {modelManager?: Partial<ModelManagerInternals>}).modelManager;
+	if (!manager || !Array.isArray(manager.models) || typeof manager.addModel !== 'function') {
+		throw new TypeError('Expected `sequelize` to be a Sequelize 6 instance with a model manager; this Sequelize version is not supported');
+	}
+
+	for (const model of manager.models) {
+		visit(model);
+	}
+
+	const addModel = manager.addModel.bind(manager);
+	Object.defineProperty(manager, 'addModel', {
+		value(model: object): object {
+			const added = addModel(model);
+			visit(model);
+			return added;
+		},
+		writable: true,
+		configurable: true,
+	});
+}
