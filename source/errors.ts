@@ -41,6 +41,21 @@ export class ReplicaTimeoutError extends MultiDbError {
 /** Codes of the process warnings (`process.emitWarning`) this package emits. */
 export const warningCodes = {
 	noReplicas: 'MULTIDB_NO_REPLICAS',
+	notInstalled: 'MULTIDB_NOT_INSTALLED',
+	dbWriteWithoutPinning: 'MULTIDB_DBWRITE_WITHOUT_PINNING',
 } as const;
 
 export const warningType = 'SequelizeMultiDbWarning';
+
+// Codes already warned about in this process, shared by both builds (like the routing context).
+const warnedKey = Symbol.for('sequelize-multidb.warned.v1');
+type GlobalWithWarned = typeof globalThis & {[warnedKey]?: Set<string>};
+const warned = (globalThis as GlobalWithWarned)[warnedKey] ??= new Set<string>();
+
+/** Emits a process warning the first time its code comes up in this process, and never again. */
+export function warnOnce(code: string, message: string): void {
+	if (!warned.has(code)) {
+		warned.add(code);
+		process.emitWarning(message, {type: warningType, code});
+	}
+}

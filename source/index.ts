@@ -1,5 +1,5 @@
 export {multidb} from './multidb.js';
-export type {MultiDb, MultiDbEvents, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
+export type {MultiDb, MultiDbEvents, MultiDbHook, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
 export {usePrimaryDb, pin, unpin, isPinned, withConsistency} from './context.js';
 export {pinning, dbWrite} from './koa.js';
 export type {MultiDbOptions, PinningOptions} from './options.js';

@@ -10,7 +10,7 @@
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
-import {currentScope, forgetRouter, marksOf, readsPinned, registerRouter, runInScope, usePrimaryDb, type QueryAttempt, type RoutingScope} from './context.js';
+import {currentScope, forgetRouter, marksOf, readsPinned, registerRouter, runInScope, type QueryAttempt, type RoutingScope} from './context.js';
 import {ReadDeadlines} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import {classifyFailure, describeFailure, type FailureKind} from './health.js';
@@ -20,8 +20,9 @@ import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions}
 import {isLockingRead, isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
 import {Replica, ReplicaPool, type ReadRoute} from './replica-pool.js';
 import {connectionManagerOf, hasReplicationPools, type PooledConnection} from './sequelize-internals.js';
+import {routeOwnReads} from './own-reads.js';
 import {StatsRecorder, type RouteStats} from './stats.js';
-import {checkNumber, describe, routerBrand} from './validate.js';
+import {checkNumber, describe, isMultiDb, routerBrand} from './validate.js';
 
 const log = createDebug('sequelize-multidb:router');
 
@@ -169,16 +170,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		};
 
 		Object.defineProperty(sequelize, 'close', {value: closeBoth, writable: true, configurable: true});
-		// `sync` reads the catalog with typed SELECTs (Postgres enum lists): from a lagging
-		// replica it would miss a type it just created. Every sync runs on the primary.
-		primaryOnlyMethod(sequelize, 'sync');
-		for (const model of (sequelize as unknown as {modelManager: {models: object[]}}).modelManager.models) {
-			primaryOnlyMethod(model, 'sync');
-		}
-
-		sequelize.addHook('afterDefine', 'sequelize-multidb', model => {
-			primaryOnlyMethod(model, 'sync');
-		});
+		// Sequelize's own reads around its writes (`sync`, `reload`, `findOrCreate`, ...).
+		routeOwnReads(sequelize);
 		registerRouter(this);
 		log('installed with %d replica(s): %o', this.#replicaPool?.replicas.length ?? 0, this.#replicaPool?.replicas.map(replica => replica.name));
 	}
@@ -512,22 +505,69 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	}
 }
 
+/** What `multidb(options)` returns: a Sequelize `afterInit` hook that installs a router. */
+export type MultiDbHook = (sequelize: Sequelize) => void;
+
 /**
  * Installs read/write routing onto one Sequelize instance and returns its handle. Reads go
  * to the replicas of `replication.read`, round-robin per query; everything else goes to
  * the primary (`replication.write`).
+ *
+ * Called without an instance, it validates `options` now and returns an `afterInit` hook:
+ * `Sequelize.addHook('afterInit', multidb(options))` gives every instance created after it
+ * a router of its own, found with `multidb.of(sequelize)`.
  */
-export function multidb(sequelize: Sequelize, options?: MultiDbOptions): MultiDb {
-	checkSequelize(sequelize);
-	const resolved = resolveMultiDbOptions(options);
-	const marked = sequelize as unknown as Record<symbol, unknown>;
-	if (marked[installedKey]) {
-		throw new TypeError('Expected `sequelize` to be an instance without a router, got one that `multidb()` was already installed on; call `multidb()` once per Sequelize instance and share its handle');
+export function multidb(sequelize: Sequelize, options?: MultiDbOptions): MultiDb;
+export function multidb(options?: MultiDbOptions): MultiDbHook;
+export function multidb(...arguments_: unknown[]): MultiDb | MultiDbHook {
+	const [first] = arguments_;
+	if (arguments_.length === 0 || (arguments_.length === 1 && !looksLikeSequelize(first) && typeof first === 'object' && first !== null)) {
+		return installHook(resolveMultiDbOptions(first));
 	}
 
-	const router = new MultiDb(sequelize, resolved);
+	return install(first, resolveMultiDbOptions(arguments_[1]));
+}
+
+/** The router installed on `sequelize`, by `multidb(sequelize)` or by the `afterInit` hook. */
+multidb.of = function of(sequelize: Sequelize): MultiDb {
+	const given: unknown = sequelize;
+	// By brand, not `instanceof`: the router may come from the other build (ESM or CommonJS).
+	const router = typeof given === 'object' && given !== null ? (given as Record<symbol, unknown>)[installedKey] : undefined;
+	if (!isMultiDb(router)) {
+		throw new TypeError(`Expected \`sequelize\` to be an instance with a router, got ${looksLikeSequelize(sequelize) ? 'one without' : describe(sequelize)}; call \`multidb(sequelize)\`, or add \`Sequelize.addHook('afterInit', multidb())\` before creating it`);
+	}
+
+	// eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- the same class, maybe from the other build
+	return router as MultiDb;
+};
+
+function install(sequelize: unknown, options: ResolvedMultiDbOptions): MultiDb {
+	checkSequelize(sequelize);
+	const marked = sequelize as unknown as Record<symbol, unknown>;
+	if (marked[installedKey]) {
+		throw new TypeError('Expected `sequelize` to be an instance without a router, got one that `multidb()` was already installed on; call `multidb()` once per Sequelize instance (with the afterInit hook, get its router with `multidb.of(sequelize)`)');
+	}
+
+	const router = new MultiDb(sequelize, options);
 	Object.defineProperty(sequelize, installedKey, {value: router});
 	return router;
+}
+
+function installHook(options: ResolvedMultiDbOptions): MultiDbHook {
+	return function installMultiDb(sequelize: Sequelize): void {
+		// Sequelize runs `afterInit` hooks in an async loop that nobody awaits: a throw here
+		// would be an unhandled rejection, ending the process. An instance the router cannot
+		// serve (another dialect) is left as it is, with a warning.
+		try {
+			install(sequelize, options);
+		} catch (error) {
+			process.emitWarning(`sequelize-multidb: no router installed on a new Sequelize instance: ${(error as Error).message}`, {type: warningType, code: warningCodes.notInstalled});
+		}
+	};
+}
+
+function looksLikeSequelize(value: unknown): value is Sequelize {
+	return typeof value === 'object' && value !== null && typeof (value as Partial<Sequelize>).getDialect === 'function';
 }
 
 function checkSequelize(sequelize: unknown): asserts sequelize is Sequelize {
@@ -562,20 +602,6 @@ function hasReplicasConfigured(sequelize: Sequelize): boolean {
 	const {replication} = (sequelize as unknown as {options: {replication?: false | {read?: unknown}}}).options;
 	const given = replication ? replication.read : undefined;
 	return Array.isArray(given) ? given.length > 0 : given !== undefined && given !== null;
-}
-
-/** Replaces `target[name]` with a function that runs the original inside `usePrimaryDb`. */
-function primaryOnlyMethod(target: object, name: string): void {
-	const original = (target as Record<string, unknown>)[name];
-	if (typeof original !== 'function') {
-		return;
-	}
-
-	const onPrimary = function (this: unknown, ...arguments_: unknown[]): unknown {
-		return usePrimaryDb(() => (original as (...parameters: unknown[]) => unknown).apply(this, arguments_));
-	};
-
-	Object.defineProperty(target, name, {value: onPrimary, writable: true, configurable: true});
 }
 
 function infoOf(replica: Replica): ReplicaInfo {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import {DataTypes, QueryTypes, Sequelize, Transaction} from 'sequelize';
+import {DataTypes, QueryTypes, Sequelize, Transaction, type Options} from 'sequelize';
 import {MultiDbError, multidb, usePrimaryDb} from '../source/index.js';
 import {sharedCluster, type ClusterEndpoints} from './helpers/shared-cluster.js';
 import {answeringServer, countBy, newSequelize, recordServers, uniqueName, type TestSequelizeOptions} from './helpers/sequelize.js';
@@ -276,9 +276,88 @@ test('multidb refuses a Sequelize instance it is already installed on', t => {
 	t.throws(() => multidb(sequelize), {instanceOf: TypeError, message: /already installed/});
 });
 
-test('multidb refuses what is not a Sequelize instance', t => {
-	t.throws(() => multidb({} as unknown as Sequelize), {instanceOf: TypeError, message: 'Expected `sequelize` to be a Sequelize instance, got an object'});
+test('multidb refuses what is neither a Sequelize instance nor options', t => {
+	t.throws(() => multidb(42 as unknown as Sequelize), {instanceOf: TypeError, message: 'Expected `sequelize` to be a Sequelize instance, got 42 (number)'});
 	t.throws(() => multidb(undefined as unknown as Sequelize), {instanceOf: TypeError, message: 'Expected `sequelize` to be a Sequelize instance, got undefined'});
+	t.throws(() => multidb({} as unknown as Sequelize, {}), {instanceOf: TypeError, message: 'Expected `sequelize` to be a Sequelize instance, got an object'});
+	t.throws(() => multidb({cooldown: 5} as never), {instanceOf: TypeError, message: /^Unknown option `cooldown` in `options`/});
+});
+
+test('an instance copied from a routed one defines models and syncs, with no router until multidb() is called on it', async t => {
+	const routed = setup(t);
+	const db = multidb(routed);
+	const {primary} = cluster;
+	const copy = new Sequelize(primary.database, primary.username, primary.password, {...(routed as unknown as {options: Options}).options});
+	t.teardown(async () => copy.close());
+	// Before the fix, define() on the copy threw "Cannot read properties of undefined
+	// (reading 'apply')" from a hook entry copied out of routed.options.
+	const Thing = copy.define('Thing', {name: DataTypes.STRING}, {tableName: uniqueName('things')});
+	await Thing.sync();
+	await Thing.drop();
+	t.throws(() => multidb.of(copy), {instanceOf: TypeError, message: /^Expected `sequelize` to be an instance with a router, got one without/});
+	const copyDb = multidb(copy);
+	t.is(multidb.of(copy), copyDb);
+	t.is(multidb.of(routed), db);
+	t.not(copyDb, db);
+	t.true((await answeringServer(copy, cluster)).startsWith('replica'));
+	t.is(copyDb.stats().queries, 1);
+	t.is(db.stats().queries, 0);
+});
+
+test('the afterInit hook form gives each instance created afterwards its own router, copies included', async t => {
+	const hook = multidb({shuffle: false, cooldownMs: 1234});
+	Sequelize.addHook('afterInit', hook);
+	let first: Sequelize;
+	let second: Sequelize;
+	let copy: Sequelize;
+	try {
+		first = setup(t);
+		second = setup(t);
+		const {primary} = cluster;
+		copy = new Sequelize(primary.database, primary.username, primary.password, {...(first as unknown as {options: Options}).options});
+		t.teardown(async () => copy.close());
+	} finally {
+		Sequelize.removeHook('afterInit', hook as never);
+	}
+
+	const [firstDb, secondDb] = [multidb.of(first), multidb.of(second)];
+	t.not(firstDb, secondDb);
+	t.not(multidb.of(copy), firstDb);
+	copy.define('Thing', {name: DataTypes.STRING});
+	t.is(firstDb.options.cooldownMs, 1234);
+	t.deepEqual(firstDb.replicas.map(replica => replica.port), cluster.replicas.map(replica => replica.port));
+	await answeringServer(first, cluster);
+	t.deepEqual([firstDb.stats().queries, secondDb.stats().queries], [1, 0]);
+	t.throws(() => multidb(first), {instanceOf: TypeError, message: /already installed.*multidb\.of\(sequelize\)/});
+	// Created after the hook was removed: no router.
+	const later = setup(t);
+	t.throws(() => multidb.of(later), {instanceOf: TypeError});
+});
+
+test('the afterInit hook validates its options when it is made, and leaves an instance of another dialect alone with a warning', async t => {
+	t.throws(() => multidb({cooldownMs: -1}), {instanceOf: TypeError, message: 'Expected `cooldownMs` to be a finite number >= 0, got -1 (number)'});
+	const hook = multidb();
+	const warnings: Array<{code?: string; message: string}> = [];
+	const onWarning = (warning: Error & {code?: string}) => {
+		if (warning.code === 'MULTIDB_NOT_INSTALLED') {
+			warnings.push(warning);
+		}
+	};
+
+	process.on('warning', onWarning);
+	t.teardown(() => process.off('warning', onWarning));
+	Sequelize.addHook('afterInit', hook);
+	try {
+		// `dialectModule` stands in for the mysql2 driver, which is never loaded.
+		const mysql = new Sequelize('db', 'user', 'password', {dialect: 'mysql', dialectModule: {}, logging: false});
+		t.throws(() => multidb.of(mysql), {instanceOf: TypeError});
+	} finally {
+		Sequelize.removeHook('afterInit', hook as never);
+	}
+
+	await new Promise(resolve => setImmediate(resolve));
+	t.is(warnings.length, 1);
+	t.regex(warnings[0]?.message ?? '', /`postgres` dialect/);
 });
 
 test('multidb refuses a dialect other than postgres', t => {
