@@ -5,7 +5,8 @@
 //   reads go to any replica that has replayed that far (the primary only while none has).
 import createDebug from 'debug';
 import type {Context, Middleware, Next} from 'koa';
-import {currentScope, marksOf, newFlow, runInNewFlow, type FlowState} from './context.js';
+import {currentScope, marksOf, newFlow, runInNewFlow, usePrimaryDb, type FlowState} from './context.js';
+import {warningCodes, warnOnce} from './errors.js';
 import {decodeToken, encodeToken, signValue, verifiedValue} from './lsn.js';
 import type {MultiDb} from './multidb.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './options.js';
@@ -86,14 +87,17 @@ export function dbWrite<ContextType extends object = Context>(handler: (ctx: Con
 
 	return async function dbWrite(ctx, next): Promise<void> {
 		const flow = currentScope()?.flow;
-		if (flow) {
+		if (flow?.owner === ctx) {
 			flow.pinned = true;
 			flow.markedAsWrite = true;
-		} else {
-			log('dbWrite outside pinning(): mount pinning() before the router');
+			await handler(ctx, next);
+			return;
 		}
 
-		await handler(ctx, next);
+		// Without pinning() the handler's reads still go to the primary (the seed's
+		// `@db_write` pins by itself); only the *next* request cannot be pinned.
+		warnOnce(warningCodes.dbWriteWithoutPinning, 'sequelize-multidb: dbWrite() ran in a request without pinning(): its reads go to the primary, but the next request of the client cannot be pinned; mount pinning() before the router');
+		await usePrimaryDb(() => handler(ctx, next));
 	};
 }
 

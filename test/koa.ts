@@ -309,3 +309,37 @@ test('isPinned(db) and unpin(db) reject what is not a router handle', t => {
 		unpin('db' as never);
 	}, {instanceOf: TypeError, message: 'Expected `db` to be the handle returned by multidb(), got "db" (string)'});
 });
+
+test('dbWrite without pinning() still sends the handler\'s reads to the primary, and warns once that the next request cannot be pinned', async t => {
+	const sequelize = newSequelize(cluster);
+	t.teardown(async () => sequelize.close());
+	multidb(sequelize);
+	const warnings: Array<{code?: string}> = [];
+	const onWarning = (warning: Error & {code?: string}) => {
+		if (warning.code === 'MULTIDB_DBWRITE_WITHOUT_PINNING') {
+			warnings.push(warning);
+		}
+	};
+
+	process.on('warning', onWarning);
+	t.teardown(() => process.off('warning', onWarning));
+	const app = new Koa();
+	const router = new KoaRouter();
+	router.get('/like', dbWrite(async ctx => {
+		ctx.body = {first: await answeringServer(sequelize, cluster), second: await answeringServer(sequelize, cluster)};
+	}));
+	router.get('/read', async ctx => {
+		ctx.body = {server: await answeringServer(sequelize, cluster)};
+	});
+	app.use(router.routes());
+	const agent = request.agent(app.callback());
+	for (let round = 0; round < 2; round++) {
+		const liked = await agent.get('/like').expect(200);
+		t.deepEqual(liked.body, {first: 'primary', second: 'primary'});
+		t.is(pinCookie(liked), undefined);
+		t.true(isReplica((await agent.get('/read').expect(200)).body.server));
+	}
+
+	await delay(10); // Warnings are emitted on the next tick.
+	t.is(warnings.length, 1);
+});
