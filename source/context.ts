@@ -49,6 +49,8 @@ export interface QueryAttempt {
 	readonly sql?: string;
 	/** A write reached a replica on an earlier attempt: this one goes to the primary. */
 	readonly retryOnPrimary?: boolean;
+	/** The primary failed an earlier attempt that fell back to it: this one tries the replicas out of rotation. */
+	readonly primaryFailed?: boolean;
 	/** Replicas that failed earlier attempts of the same query, and why (by name). */
 	readonly excluded?: ReadonlyMap<object, string>;
 	/** Why the router sent the query where it did; filled in at connection acquire. */

@@ -1,117 +1,44 @@
-// Which failures of a replica the router handles, and the quarantine that keeps a failed
-// replica out of rotation for a cooldown.
+// One replica's health: in rotation or not, decided by probes of the server rather than by
+// the error of one connection (rule 10), plus the lag the monitor measured.
+//
+//   up ──(a connection failed)──> suspect ──(probe answers)──> up
+//                                    └────(probe fails)──────> down ──(probes answer)──> up
+//
+// A terminated backend, a reset, a pooler dropping a connection: one connection died, not
+// necessarily the server. The replica is skipped while a probe (a fresh connection that must
+// answer `SELECT 1`) decides; only a failed probe takes it out of rotation. Out of rotation,
+// it is probed again on a short back-off and rejoins when it answers. A replica that goes
+// down again soon after rejoining is flapping: it is probed less often, and must answer
+// several probes in a row before it serves reads again.
+import {describeFailure} from './failure.js';
 
-/**
- * What went wrong with a read on a replica, when it is something the router handles:
- * - `connection`: the replica refused, dropped or timed out a connection, or is shutting
- *   down; it is quarantined and the read retried elsewhere.
- * - `timeout`: the read outlived `readTimeoutMs` (a frozen server); same as `connection`.
- * - `conflict`: a hot-standby recovery conflict canceled the read; retried elsewhere, the
- *   replica stays in rotation.
- * - `read-only`: a write reached a replica (a data-modifying CTE typed as a SELECT);
- *   retried once on the primary.
- * Anything else is the caller's error, passed through unchanged.
- */
-export type FailureKind = 'connection' | 'timeout' | 'conflict' | 'read-only';
+/** Probe back-off while down: the first retry after this, doubling per failed probe. */
+export const firstProbeDelayMs = 200;
+/** The back-off's cap: a server that is back serves reads within about this much. */
+export const maxProbeDelayMs = 1000;
+/** The cap for a flapping replica. */
+export const maxFlappingProbeDelayMs = 5000;
+/** Answered probes in a row a flapping replica needs to rejoin (one otherwise). */
+export const flappingStreak = 3;
 
-/** Socket-level error codes of a connection that failed or went away. */
-const connectionErrorCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
-
-/**
- * SQLSTATEs of a server going away: 57P01 admin shutdown, 57P02 crash shutdown, 57P03
- * cannot connect now (starting up, or a standby not yet consistent). Class 08 is
- * "connection exception".
- */
-const shutdownStates = new Set(['57P01', '57P02', '57P03']);
-
-/** node-postgres reports these without a `code`. */
-const connectionMessages = /Connection terminated|connection timeout|timeout expired|Client has encountered a connection error|not queryable|the database system is (?:starting up|shutting down|in recovery mode)/i;
-
-interface ErrorLike {
-	code?: unknown;
-	message?: unknown;
-	name?: unknown;
-	parent?: unknown;
-	original?: unknown;
-	cause?: unknown;
-}
-
-/** Sequelize wraps the driver's error (`parent`/`original`); pg sometimes uses `cause`. */
-function* errorChain(error: unknown): Generator<ErrorLike> {
-	const seen = new Set<unknown>();
-	let current: unknown = error;
-	while (typeof current === 'object' && current !== null && !seen.has(current)) {
-		seen.add(current);
-		const candidate = current as ErrorLike;
-		yield candidate;
-		current = candidate.parent ?? candidate.original ?? candidate.cause;
-	}
-}
-
-export function classifyFailure(error: unknown): FailureKind | undefined {
-	for (const link of errorChain(error)) {
-		const code = typeof link.code === 'string' ? link.code : undefined;
-		if (code === 'MULTIDB_REPLICA_TIMEOUT') {
-			return 'timeout';
-		}
-
-		if (code === '25006') {
-			return 'read-only';
-		}
-
-		// On a hot standby, 40001 is "canceling statement due to conflict with recovery".
-		// (It is also a serialization failure, but only reads outside transactions are
-		// retried, and those never serialize.)
-		if (code === '40001') {
-			return 'conflict';
-		}
-
-		if (code && (connectionErrorCodes.has(code) || shutdownStates.has(code) || code.startsWith('08'))) {
-			return 'connection';
-		}
-
-		if (typeof link.message === 'string' && connectionMessages.test(link.message)) {
-			return 'connection';
-		}
-
-		// Sequelize's own wrappers of connect failures.
-		if (typeof link.name === 'string' && /^Sequelize(?:Connection\w*|HostNotFound|HostNotReachable|InvalidConnection)Error$/.test(link.name)) {
-			return 'connection';
-		}
-	}
-
-	return undefined;
-}
-
-/** The message of the innermost error, for status displays and events. */
-export function describeFailure(error: unknown): string {
-	let message = 'unknown error';
-	for (const link of errorChain(error)) {
-		if (typeof link.message === 'string' && link.message.length > 0) {
-			message = link.message;
-		}
-	}
-
-	return message;
-}
-
-/** A failing replica's cooldown doubles with each consecutive failure, up to this factor. */
-const maxBackoffFactor = 8;
+export type HealthState = 'up' | 'suspect' | 'down';
 
 export interface HealthChange {
-	/** The replica left rotation now (it was usable before this failure). */
+	/** The replica left rotation now (a probe failed after it was in rotation). */
 	readonly wentDown?: boolean;
-	/** The replica answered after having failed. */
+	/** The replica rejoined rotation now. */
 	readonly cameBack?: boolean;
 }
 
-/** The health of one replica: quarantine after failures, and the lag the monitor saw. */
 export class ReplicaHealth {
-	/** Consecutive failures; 0 when healthy. */
-	failures = 0;
-	/** Epoch ms until which the replica is out of rotation. */
-	quarantinedUntil = 0;
-	lastError: string | undefined;
+	#state: HealthState = 'up';
+	/** Failed probes of the current episode, carried over into the next while flapping. */
+	#failedProbes = 0;
+	#answeredProbes = 0;
+	#flapping = false;
+	#nextProbeAt = 0;
+	#rejoinedAt = Number.NEGATIVE_INFINITY;
+	#lastError: string | undefined;
 	/** Set by the monitor: behind more than both lag thresholds. */
 	lagging = false;
 	lagMs: number | undefined;
@@ -121,6 +48,99 @@ export class ReplicaHealth {
 	promoted = false;
 	/** When a direct question last found it caught up with a fresh write (epoch ms). */
 	lastCaughtUpAt = 0;
+
+	/**
+	 * @param flapWindowMs A replica that goes down again within this long of rejoining is
+	 * flapping (`cooldownMs`).
+	 * @param random The jitter's source, in [0, 1).
+	 */
+	constructor(readonly flapWindowMs: number, readonly random: () => number = Math.random) {}
+
+	get state(): HealthState {
+		return this.#state;
+	}
+
+	/** Failed probes in a row (0 when in rotation). */
+	get failures(): number {
+		return this.#state === 'up' ? 0 : this.#failedProbes;
+	}
+
+	get lastError(): string | undefined {
+		return this.#lastError;
+	}
+
+	/** While down: when the next probe is due (epoch ms). */
+	get nextProbeAt(): number {
+		return this.#nextProbeAt;
+	}
+
+	get flapping(): boolean {
+		return this.#flapping;
+	}
+
+	/** In rotation: up, not lagging, still a standby. */
+	isUsable(): boolean {
+		return this.#state === 'up' && !this.lagging && !this.promoted;
+	}
+
+	/**
+	 * A connection to the replica failed (on a read, at connect, or the monitor's). Returns
+	 * whether to probe the server now: only when it was up (a probe is already due otherwise,
+	 * so the failures of every read in flight on a dying server make one incident).
+	 */
+	connectionFailed(error: unknown): boolean {
+		this.#lastError = describeFailure(error);
+		if (this.#state !== 'up') {
+			return false;
+		}
+
+		this.#state = 'suspect';
+		return true;
+	}
+
+	/** A probe found the server unreachable or not answering. */
+	probeFailed(error: unknown, now = Date.now()): HealthChange {
+		this.#lastError = describeFailure(error);
+		const wentDown = this.#state !== 'down';
+		if (wentDown) {
+			this.#state = 'down';
+			this.#flapping = now - this.#rejoinedAt < this.flapWindowMs;
+			if (!this.#flapping) {
+				this.#failedProbes = 0;
+			}
+		}
+
+		this.#failedProbes++;
+		this.#answeredProbes = 0;
+		this.#nextProbeAt = now + this.#backoff();
+		return {wentDown};
+	}
+
+	/** A probe found the server answering. */
+	probeSucceeded(now = Date.now()): HealthChange {
+		if (this.#state === 'suspect') {
+			// One connection died, the server did not: it never left rotation.
+			this.#state = 'up';
+			this.#lastError = undefined;
+			return {};
+		}
+
+		if (this.#state === 'up') {
+			return {};
+		}
+
+		this.#answeredProbes++;
+		if (this.#answeredProbes < (this.#flapping ? flappingStreak : 1)) {
+			this.#nextProbeAt = now + this.#backoff();
+			return {};
+		}
+
+		this.#state = 'up';
+		this.#rejoinedAt = now;
+		this.#lastError = undefined;
+		this.#answeredProbes = 0;
+		return {cameBack: true};
+	}
 
 	/** Notes a replay position read off the replica; positions only move forward. */
 	replayed(lsn: bigint): void {
@@ -134,46 +154,10 @@ export class ReplicaHealth {
 		return this.replayLsn !== undefined && this.replayLsn >= lsn;
 	}
 
-	constructor(readonly cooldownMs: number) {}
-
-	isQuarantined(now = Date.now()): boolean {
-		return now < this.quarantinedUntil;
-	}
-
-	/** In rotation: not quarantined, not lagging, still a standby. */
-	isUsable(now = Date.now()): boolean {
-		return !this.isQuarantined(now) && !this.lagging && !this.promoted;
-	}
-
-	/**
-	 * A failure of the replica. Failures during a quarantine belong to the same incident
-	 * (every read in flight on a dying server fails at once) and change nothing; a failure
-	 * after the cooldown doubles the next one.
-	 */
-	failed(error: unknown, now = Date.now()): HealthChange {
-		this.lastError = describeFailure(error);
-		if (this.isQuarantined(now)) {
-			return {};
-		}
-
-		this.failures++;
-		const backoff = Math.min(2 ** (this.failures - 1), maxBackoffFactor);
-		this.quarantinedUntil = now + (this.cooldownMs * backoff);
-		return {wentDown: this.failures === 1};
-	}
-
-	/**
-	 * A query or probe answered. Ignored while quarantined: a read that began before the
-	 * failure may finish after it, and must not cut the cooldown short.
-	 */
-	succeeded(now = Date.now()): HealthChange {
-		if (this.failures === 0 || this.isQuarantined(now)) {
-			return {};
-		}
-
-		this.failures = 0;
-		this.quarantinedUntil = 0;
-		this.lastError = undefined;
-		return {cameBack: true};
+	/** Doubling from `firstProbeDelayMs` per failed probe, capped, with ±20 % jitter. */
+	#backoff(): number {
+		const cap = this.#flapping ? maxFlappingProbeDelayMs : maxProbeDelayMs;
+		const delay = Math.min(firstProbeDelayMs * (2 ** Math.min(this.#failedProbes - 1, 16)), cap);
+		return Math.round(delay * (0.8 + (this.random() * 0.4)));
 	}
 }

@@ -7,7 +7,7 @@
 // 0 for a replica that has replayed everything of an idle primary.
 import createDebug from 'debug';
 import {abortConnection, withTimeout} from './deadline.js';
-import {classifyFailure} from './health.js';
+import {classifyFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica-pool.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
@@ -168,8 +168,8 @@ export class LagMonitor {
 	}
 
 	async #probeReplica(replica: Replica, connection: ProbeConnection, primaryLsn: bigint | undefined): Promise<void> {
-		if (replica.health.isQuarantined()) {
-			// Tried again once its cooldown is over, like any read would.
+		if (replica.health.state !== 'up') {
+			// Out of rotation or suspect: the prober's probes decide when it is back.
 			return;
 		}
 

@@ -13,9 +13,10 @@ import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
 import {currentScope, forgetRouter, marksOf, readsPinned, registerRouter, runInScope, type QueryAttempt, type RoutingScope} from './context.js';
 import {ReadDeadlines} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
-import {classifyFailure, describeFailure, type FailureKind} from './health.js';
+import {classifyFailure, describeFailure} from './failure.js';
 import {decodeToken, encodeToken, formatLsn, parseLsn, type DecodedToken} from './lsn.js';
 import {LagMonitor, type LagSample} from './monitor.js';
+import {Prober} from './prober.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {isLockingRead, isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
 import {Replica, ReplicaPool, type ReadRoute} from './replica-pool.js';
@@ -54,11 +55,25 @@ export interface ReplicaHandle extends ReplicaInfo {
 
 type QueryFunction = (sql: unknown, options?: unknown) => Promise<unknown>;
 
+/** What a query's next attempt must avoid, after failed ones. */
+interface Retry {
+	/** Replicas that failed earlier attempts, and why (by name). */
+	readonly excluded?: ReadonlyMap<object, string>;
+	/** A write reached a replica: run it on the primary. */
+	readonly retryOnPrimary?: boolean;
+	/** The primary failed a read that fell back to it. */
+	readonly primaryFailed?: boolean;
+	readonly attemptNumber: number;
+}
+
+/** Shared by every first attempt: nothing to allocate on the hot path. */
+const firstAttempt: Retry = Object.freeze({attemptNumber: 1});
+
 /** Events a `MultiDb` emits, for alerts and dashboards. */
 export interface MultiDbEvents {
-	/** A replica failed (refused, dropped or timed out a connection) and left rotation. */
+	/** A probe of a replica failed (after one of its connections failed): it left rotation. `until` is its next probe. */
 	replicaDown: [event: {replica: string; error: string; until: Date; failures: number}];
-	/** A replica that had failed answered again and is back in rotation. */
+	/** Probes of a replica that was out of rotation answered: it is back. */
 	replicaUp: [event: {replica: string}];
 	/** A replica fell behind both lag thresholds, or was promoted: skipped until it is fine. */
 	replicaLagging: [event: {replica: string; lagMs: number | undefined; lagBytes: number | undefined; promoted: boolean}];
@@ -70,11 +85,18 @@ export interface MultiDbEvents {
 
 /** A replica's place and state, as `db.replicas` shows it. */
 export interface ReplicaStatus extends ReplicaInfo {
-	/** `healthy`: in rotation; `quarantined`: failed, out until `quarantinedUntil`; `lagging`: behind both thresholds; `promoted`: no longer a standby. */
-	readonly state: 'healthy' | 'quarantined' | 'lagging' | 'promoted';
+	/**
+	 * `healthy`: in rotation; `suspect`: one of its connections failed, a probe is deciding
+	 * (skipped meanwhile); `quarantined`: a probe failed, out of rotation until one answers;
+	 * `lagging`: behind both thresholds; `promoted`: no longer a standby.
+	 */
+	readonly state: 'healthy' | 'suspect' | 'quarantined' | 'lagging' | 'promoted';
+	/** While quarantined: when it is probed next (the earliest it can rejoin). */
 	readonly quarantinedUntil: Date | undefined;
-	/** Consecutive failures (0 when healthy). */
+	/** Failed probes in a row (0 when healthy). */
 	readonly failures: number;
+	/** It went down again soon after rejoining (within `cooldownMs`): probed less often, it needs 3 answered probes in a row to rejoin. */
+	readonly flapping: boolean;
 	readonly lastError: string | undefined;
 	/** Last lag the monitor measured; undefined before its first probe. */
 	readonly lagMs: number | undefined;
@@ -89,6 +111,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly options: ResolvedMultiDbOptions;
 	readonly #replicaPool: ReplicaPool | undefined;
 	readonly #monitor: LagMonitor | undefined;
+	readonly #prober: Prober | undefined;
 	readonly #deadlines: ReadDeadlines | undefined;
 	readonly #stats: StatsRecorder;
 	readonly #originalQuery: QueryFunction;
@@ -110,6 +133,20 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		const configs = replication && hasReplicasConfigured(sequelize) ? replication.read : [];
 		if (replication && configs.length > 0 && hasReplicationPools(manager.pool)) {
 			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs) : undefined;
+			const prober = new Prober({
+				manager,
+				timeoutMs: options.connectTimeoutMs,
+				onDown: (replica, error) => {
+					const {health} = replica;
+					log('%s is down (%s); out of rotation, next probe at %s', replica.name, health.lastError, new Date(health.nextProbeAt).toISOString());
+					this.emit('replicaDown', {replica: replica.name, error: health.lastError ?? describeFailure(error), until: new Date(health.nextProbeAt), failures: health.failures});
+				},
+				onUp: replica => {
+					log('%s is back', replica.name);
+					this.emit('replicaUp', {replica: replica.name});
+				},
+			});
+			this.#prober = prober;
 			this.#replicaPool = new ReplicaPool({
 				deadlines: this.#deadlines,
 				route: (scope, attempt) => this.#routeRead(scope, attempt),
@@ -125,7 +162,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 				onFailure: (replica, error) => {
 					// A read that could not connect to this replica moves on to the next one.
 					this.#stats.failover('connection');
-					this.#replicaFailed(replica, error, 'connection');
+					prober.connectionFailed(replica, error);
 				},
 				onFallback: reasons => {
 					this.emit('fallbackToPrimary', {reasons});
@@ -143,7 +180,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 						this.#lagMeasured(replica, sample);
 					},
 					onFailure: (replica, error) => {
-						this.#replicaFailed(replica, error, 'connection');
+						prober.connectionFailed(replica, error);
 					},
 				});
 				this.#monitor.start();
@@ -261,54 +298,74 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		this.#closed = true;
 		forgetRouter(this);
 		this.#deadlines?.stop();
+		this.#prober?.stop();
 		await this.#monitor?.stop();
 	}
 
 	/**
-	 * Runs one query, retrying a read that failed because of its replica: on the next usable
-	 * replica, then the primary. Only a read outside a transaction is retried
-	 * (`attempt.replica` is set only then), and Sequelize hands no row to the caller before
-	 * the query completes, so nothing is written or returned twice. Written as a promise
-	 * chain rather than async/await: on a fast read, each extra promise is measurable.
+	 * Runs one query, retrying a read that failed because of its server: on the next usable
+	 * replica, then the primary; and a read that fell back to a primary that failed, on the
+	 * replicas out of rotation. Only a read outside a transaction is retried (`attempt.replica`
+	 * or the `fallback` reason is set only then), and Sequelize hands no row to the caller
+	 * before the query completes, so nothing is written or returned twice. Written as a
+	 * promise chain rather than async/await: on a fast read, each extra promise is measurable.
 	 */
-	#runWithFailover(sql: unknown, queryOptions: unknown, scope = currentScope(), excluded?: ReadonlyMap<object, string>, retryOnPrimary = false, attemptNumber = 1): Promise<unknown> {
-		const attempt: QueryAttempt = {router: this, sql: sqlText(sql), excluded, retryOnPrimary};
+	#runWithFailover(sql: unknown, queryOptions: unknown, scope = currentScope(), retry: Retry = firstAttempt): Promise<unknown> {
+		const attempt: QueryAttempt = {router: this, sql: sqlText(sql), excluded: retry.excluded, retryOnPrimary: retry.retryOnPrimary, primaryFailed: retry.primaryFailed};
 		const attemptScope = {primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: scope?.consistency, attempt};
 		return runInScope(attemptScope, () => this.#originalQuery(sql, queryOptions)).then(result => {
 			this.#deadlines?.done(attempt.deadline);
 			this.#account(attempt, queryOptions, scope);
-			if (attempt.replica instanceof Replica) {
-				this.#replicaAnswered(attempt.replica);
-			}
-
 			return result;
 		}, (error: unknown) => {
 			this.#deadlines?.done(attempt.deadline);
 			// A failed query counts too: a write may have committed before its connection died.
 			this.#account(attempt, queryOptions, scope);
-			const {replica} = attempt;
-			const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
-			const retriesLeft = attemptNumber <= (this.#replicaPool?.replicas.length ?? 0) + 1;
-			if (!(replica instanceof Replica) || kind === undefined || !retriesLeft || (kind === 'read-only' && retryOnPrimary)) {
+			const again = this.#retryAfter(attempt, error, scope, retry);
+			if (!again) {
 				throw error;
 			}
 
-			this.#stats.failover(kind);
-			if (kind === 'read-only') {
-				// A write reached a replica: it runs once on the primary and pins like a write.
-				this.#markWrite(scope);
-				log('write on %s (25006), retrying on the primary', replica.name);
-				return this.#runWithFailover(sql, queryOptions, scope, excluded, true, attemptNumber + 1);
-			}
-
-			if (kind !== 'conflict') {
-				this.#replicaFailed(replica, error, kind);
-			}
-
-			log('read failed on %s (%s), retrying elsewhere', replica.name, kind);
-			const failed = new Map(excluded).set(replica, describeFailure(error));
-			return this.#runWithFailover(sql, queryOptions, scope, failed, retryOnPrimary, attemptNumber + 1);
+			return this.#runWithFailover(sql, queryOptions, scope, again);
 		});
+	}
+
+	/** What the next attempt of a failed query avoids, or undefined where it must not be retried. */
+	#retryAfter(attempt: QueryAttempt, error: unknown, scope: RoutingScope | undefined, retry: Retry): Retry | undefined {
+		const {replica} = attempt;
+		const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
+		const attemptNumber = retry.attemptNumber + 1;
+		if (kind === undefined || attemptNumber > (this.#replicaPool?.replicas.length ?? 0) + 2) {
+			return undefined;
+		}
+
+		if (!(replica instanceof Replica)) {
+			// A read that fell back to the primary, which failed: the replicas out of rotation are
+			// its last resort (once).
+			const fellBack = attempt.reason === 'fallback' && kind === 'connection' && !retry.primaryFailed;
+			return fellBack ? {...retry, primaryFailed: true, attemptNumber} : undefined;
+		}
+
+		if (kind === 'read-only') {
+			if (retry.retryOnPrimary) {
+				return undefined;
+			}
+
+			// A write reached a replica: it runs once on the primary and pins like a write.
+			this.#stats.failover(kind);
+			this.#markWrite(scope);
+			log('write on %s (25006), retrying on the primary', replica.name);
+			return {...retry, retryOnPrimary: true, attemptNumber};
+		}
+
+		this.#stats.failover(kind);
+		if (kind !== 'conflict') {
+			// One connection failed; a probe decides about the server.
+			this.#prober?.connectionFailed(replica, error);
+		}
+
+		log('read failed on %s (%s), retrying elsewhere', replica.name, kind);
+		return {...retry, excluded: new Map(retry.excluded).set(replica, describeFailure(error)), attemptNumber};
 	}
 
 	/**
@@ -439,30 +496,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		}
 	}
 
-	#replicaFailed(replica: Replica, error: unknown, kind: FailureKind): void {
-		const wasQuarantined = replica.health.isQuarantined();
-		const change = replica.health.failed(error);
-		if (!wasQuarantined) {
-			// A new quarantine (the first, or one after a failed retry): whatever connections
-			// the replica had are presumed dead.
-			replica.discardConnections();
-		}
-
-		if (change.wentDown) {
-			log('%s is down (%s: %s); out of rotation until %s', replica.name, kind, replica.health.lastError, new Date(replica.health.quarantinedUntil).toISOString());
-			this.emit('replicaDown', {replica: replica.name, error: replica.health.lastError ?? kind, until: new Date(replica.health.quarantinedUntil), failures: replica.health.failures});
-		}
-	}
-
-	#replicaAnswered(replica: Replica): void {
-		if (replica.health.succeeded().cameBack) {
-			log('%s is back', replica.name);
-			this.emit('replicaUp', {replica: replica.name});
-		}
-	}
-
 	#lagMeasured(replica: Replica, sample: LagSample): void {
-		this.#replicaAnswered(replica);
 		const {health} = replica;
 		const wasOut = health.lagging || health.promoted;
 		health.promoted = !sample.inRecovery;
@@ -610,12 +644,13 @@ function infoOf(replica: Replica): ReplicaInfo {
 
 function statusOf(replica: Replica): ReplicaStatus {
 	const {health} = replica;
-	const now = Date.now();
 	let state: ReplicaStatus['state'] = 'healthy';
 	if (health.promoted) {
 		state = 'promoted';
-	} else if (health.isQuarantined(now)) {
+	} else if (health.state === 'down') {
 		state = 'quarantined';
+	} else if (health.state === 'suspect') {
+		state = 'suspect';
 	} else if (health.lagging) {
 		state = 'lagging';
 	}
@@ -623,8 +658,9 @@ function statusOf(replica: Replica): ReplicaStatus {
 	return {
 		...infoOf(replica),
 		state,
-		quarantinedUntil: health.isQuarantined(now) ? new Date(health.quarantinedUntil) : undefined,
+		quarantinedUntil: health.state === 'down' ? new Date(health.nextProbeAt) : undefined,
 		failures: health.failures,
+		flapping: health.flapping,
 		lastError: health.lastError,
 		lagMs: health.lagMs,
 		lagBytes: health.lagBytes === undefined ? undefined : Number(health.lagBytes),

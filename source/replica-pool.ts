@@ -8,7 +8,8 @@ import {Pool} from 'sequelize-pool';
 import {currentScope, type QueryAttempt, type RoutingScope} from './context.js';
 import {abortConnection, withTimeout, type ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
-import {classifyFailure, describeFailure, ReplicaHealth} from './health.js';
+import {classifyFailure, describeFailure} from './failure.js';
+import {ReplicaHealth} from './health.js';
 import {parseLsn} from './lsn.js';
 import type {RouteReason} from './stats.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
@@ -72,8 +73,8 @@ export class Replica {
 	/**
 	 * The replica went down: every connection made so far is presumed dead. Idle ones are
 	 * closed now; those in use are discarded when they come back (the pool validates each
-	 * connection it hands out). Without this, each end of a cooldown would hand out one
-	 * dead connection, fail, and double the next cooldown.
+	 * connection it hands out). Without this, the first reads after it rejoins would get
+	 * dead connections.
 	 */
 	discardConnections(): void {
 		this.#generation++;
@@ -138,12 +139,11 @@ export class ReplicaPool implements ReadPool {
 	 * `minLsn`, those not known to have replayed that far.
 	 */
 	next(excluded?: ReadonlyMap<object, string>, minLsn?: bigint): Replica | undefined {
-		const now = Date.now();
 		const count = this.replicas.length;
 		for (let step = 0; step < count; step++) {
 			const index = (this.#cursor + step) % count;
 			const replica = this.replicas[index];
-			if (replica.health.isUsable(now) && !excluded?.has(replica) && (minLsn === undefined || replica.health.hasReplayed(minLsn))) {
+			if (replica.health.isUsable() && !excluded?.has(replica) && (minLsn === undefined || replica.health.hasReplayed(minLsn))) {
 				this.#cursor = (index + 1) % count;
 				return replica;
 			}
@@ -295,8 +295,7 @@ export class ReplicaPool implements ReadPool {
 	}
 
 	#likeliest(excluded: ReadonlyMap<object, string> | undefined): Replica | undefined {
-		const now = Date.now();
-		return this.replicas.filter(replica => replica.health.isUsable(now) && !excluded?.has(replica)).sort(likelierCaughtUp).at(0);
+		return this.replicas.filter(replica => replica.health.isUsable() && !excluded?.has(replica)).sort(likelierCaughtUp).at(0);
 	}
 
 	/**
@@ -366,8 +365,8 @@ export class ReplicaPool implements ReadPool {
 			reasons[replica.name] = failed?.get(replica) ?? this.#unusableReason(replica);
 		}
 
-		if (!this.#options.fallbackToPrimary) {
-			throw new NoReplicaAvailableError(reasons);
+		if (!this.#options.fallbackToPrimary || attempt?.primaryFailed) {
+			return this.#lastResort(attempt, failed, new NoReplicaAvailableError(reasons));
 		}
 
 		if (!this.#fallingBack) {
@@ -380,7 +379,43 @@ export class ReplicaPool implements ReadPool {
 			attempt.reason = 'fallback';
 		}
 
-		return this.#options.primaryPool.acquire();
+		return this.#options.primaryPool.acquire().catch(async (error: unknown) => {
+			if (!attempt || classifyFailure(error) !== 'connection') {
+				throw error;
+			}
+
+			return this.#lastResort(attempt, failed, error);
+		});
+	}
+
+	/**
+	 * No replica in rotation, and the primary cannot take the read (down, or
+	 * `fallbackToPrimary` off): before the read fails, the replicas out of rotation are
+	 * tried, the likeliest first (lagging ones are known to answer; a suspect one may have
+	 * lost a single connection). Only a plain read gets here (`attempt`), never a transaction.
+	 */
+	async #lastResort(attempt: QueryAttempt | undefined, failed: ReadonlyMap<object, string> | undefined, finalError: unknown): Promise<PooledConnection> {
+		if (!attempt) {
+			throw finalError;
+		}
+
+		const candidates = this.replicas.filter(replica => !replica.health.promoted && !failed?.has(replica)).sort(byLastResortOrder);
+		for (const replica of candidates) {
+			try {
+				const connection = await replica.pool.acquire();
+				attempt.reason = 'last-resort';
+				log('last resort: read on %s (%s)', replica.name, replica.health.state);
+				return this.#watched(attempt, replica, connection);
+			} catch (error) {
+				if (classifyFailure(error) !== 'connection') {
+					throw error;
+				}
+
+				this.#options.onFailure(replica, error);
+			}
+		}
+
+		throw finalError;
 	}
 
 	#unusableReason(replica: Replica): string {
@@ -389,12 +424,23 @@ export class ReplicaPool implements ReadPool {
 			return 'promoted: no longer a standby';
 		}
 
-		if (health.isQuarantined()) {
-			return `quarantined until ${new Date(health.quarantinedUntil).toISOString()} (${health.lastError ?? 'failed'})`;
+		if (health.state === 'down') {
+			return `quarantined, next probe at ${new Date(health.nextProbeAt).toISOString()} (${health.lastError ?? 'failed'})`;
+		}
+
+		if (health.state === 'suspect') {
+			return `suspect, being probed (${health.lastError ?? 'failed'})`;
 		}
 
 		return health.lagging ? `lagging ${health.lagMs ?? '?'} ms / ${health.lagBytes ?? '?'} bytes` : 'unavailable';
 	}
+}
+
+const lastResortRank = {up: 0, suspect: 1, down: 2} as const;
+
+/** Up (lagging) replicas first, then suspect, then down ones; among those, the fewest failed probes. */
+function byLastResortOrder(a: Replica, b: Replica): number {
+	return (lastResortRank[a.health.state] - lastResortRank[b.health.state]) || (a.health.failures - b.health.failures);
 }
 
 /**

@@ -1,6 +1,6 @@
 // Counts of routed queries: where each went and why. Counting is a couple of integer
 // increments per query; snapshots are copies, so callers can keep and diff them.
-import type {FailureKind} from './health.js';
+import type {FailureKind} from './failure.js';
 
 /** Why the router sent a query where it did. */
 export type RouteReason =
@@ -24,6 +24,8 @@ export type RouteReason =
 	| 'no-replicas'
 	/** A read on the primary because no replica could serve it (down, lagging, quarantined). */
 	| 'fallback'
+	/** A read on a replica out of rotation: none was in rotation, and the primary could not serve it (down, or `fallbackToPrimary` off). */
+	| 'last-resort'
 	/** A write that reached a replica (SQLSTATE 25006), retried once on the primary. */
 	| 'misrouted-write'
 	/** A read with a consistency requirement, on a replica that has replayed that far. */

@@ -1,81 +1,116 @@
+// The health state machine, with its clock and jitter given: no server needed.
 import test from 'ava';
-import {classifyFailure, ReplicaHealth} from '../source/health.js';
-import {ReplicaTimeoutError} from '../source/errors.js';
+import {firstProbeDelayMs, flappingStreak, maxFlappingProbeDelayMs, maxProbeDelayMs, ReplicaHealth} from '../source/health.js';
 
-const withCode = (code: string, message = 'x') => Object.assign(new Error(message), {code});
-/** Sequelize wraps the driver's error in `parent`/`original`. */
-const wrapped = (inner: Error) => Object.assign(new Error(inner.message), {name: 'SequelizeDatabaseError', parent: inner, original: inner});
+/** Jitter pinned to its middle: back-offs come out exact. */
+const noJitter = () => 0.5;
 
-test('connection failures are recognised however node-postgres and Sequelize report them', t => {
-	const failures = [
-		withCode('ECONNREFUSED'),
-		withCode('ECONNRESET'),
-		withCode('57P01', 'terminating connection due to administrator command'),
-		withCode('57P02'),
-		withCode('57P03', 'the database system is starting up'),
-		withCode('08006'),
-		new Error('Connection terminated unexpectedly'),
-		new Error('Connection terminated due to connection timeout'),
-		wrapped(new Error('Connection terminated unexpectedly')),
-		wrapped(withCode('57P01')),
-		Object.assign(new Error('connect ECONNREFUSED'), {name: 'SequelizeConnectionRefusedError'}),
-		Object.assign(new Error('x'), {name: 'SequelizeConnectionError'}),
-	];
-	for (const error of failures) {
-		t.is(classifyFailure(error), 'connection', `${error.name}: ${error.message}`);
-	}
+test('one connection failing makes the replica suspect, and an answered probe keeps it in rotation', t => {
+	const health = new ReplicaHealth(30_000, noJitter);
+	t.true(health.isUsable());
+	t.true(health.connectionFailed(new Error('terminating connection due to administrator command')));
+	t.is(health.state, 'suspect');
+	t.false(health.isUsable());
+	t.deepEqual(health.probeSucceeded(0), {});
+	t.is(health.state, 'up');
+	t.true(health.isUsable());
+	t.is(health.lastError, undefined);
 });
 
-test('recovery conflicts and writes on a replica have kinds of their own', t => {
-	t.is(classifyFailure(wrapped(withCode('40001', 'canceling statement due to conflict with recovery'))), 'conflict');
-	t.is(classifyFailure(wrapped(withCode('25006', 'cannot execute INSERT in a read-only transaction'))), 'read-only');
-});
-
-test('a replica time-out is a kind of its own', t => {
-	t.is(classifyFailure(new ReplicaTimeoutError('monitor probe timed out after 10 ms')), 'timeout');
-});
-
-test('the caller\'s own errors are not the router\'s to handle', t => {
-	for (const error of [wrapped(withCode('42P01', 'relation "x" does not exist')), withCode('23505'), new Error('boom'), 'a string', undefined]) {
-		t.is(classifyFailure(error), undefined, String(error));
-	}
-});
-
-test('quarantine lasts the cooldown, doubles per failed retry, and is capped at 8x', t => {
-	const health = new ReplicaHealth(1000);
-	let now = 1_000_000;
-	t.deepEqual(health.failed(new Error('a'), now), {wentDown: true});
-	t.is(health.quarantinedUntil, now + 1000);
-	t.false(health.isUsable(now + 999));
-	t.true(health.isUsable(now + 1000));
-	const expected = [2000, 4000, 8000, 8000, 8000];
-	for (const cooldown of expected) {
-		now = health.quarantinedUntil;
-		// A failure after the cooldown is a failed retry: the replica is still down, no new event.
-		t.deepEqual(health.failed(new Error('again'), now), {wentDown: false});
-		t.is(health.quarantinedUntil - now, cooldown);
-	}
-
-	t.is(health.lastError, 'again');
-});
-
-test('the failures of every read in flight on a dying replica are one incident', t => {
-	const health = new ReplicaHealth(1000);
-	t.deepEqual(health.failed(new Error('first'), 0), {wentDown: true});
+test('the failures of every connection in flight make one incident: one probe', t => {
+	const health = new ReplicaHealth(30_000, noJitter);
+	t.true(health.connectionFailed(new Error('first')));
 	for (let index = 0; index < 5; index++) {
-		t.deepEqual(health.failed(new Error('in flight'), 3), {});
+		t.false(health.connectionFailed(new Error('in flight')));
 	}
 
+	t.deepEqual(health.probeFailed(new Error('refused'), 0), {wentDown: true});
+	// Down: further connection failures do not start probes; the back-off does.
+	t.false(health.connectionFailed(new Error('late')));
 	t.is(health.failures, 1);
-	t.is(health.quarantinedUntil, 1000);
 });
 
-test('a success during the cooldown does not cut it short; after it, the replica comes back', t => {
-	const health = new ReplicaHealth(1000);
-	health.failed(new Error('down'), 0);
-	t.deepEqual(health.succeeded(500), {});
-	t.true(health.isQuarantined(500));
-	t.deepEqual(health.succeeded(1500), {cameBack: true});
+test('out of rotation, probes back off from 200 ms doubling to 1 s, and one answered probe brings it back', t => {
+	const health = new ReplicaHealth(30_000, noJitter);
+	health.connectionFailed(new Error('reset'));
+	let now = 1_000_000;
+	const delays: number[] = [];
+	t.deepEqual(health.probeFailed(new Error('refused'), now), {wentDown: true});
+	delays.push(health.nextProbeAt - now);
+	for (let probe = 0; probe < 5; probe++) {
+		now = health.nextProbeAt;
+		t.deepEqual(health.probeFailed(new Error('refused'), now), {wentDown: false});
+		delays.push(health.nextProbeAt - now);
+	}
+
+	t.deepEqual(delays, [firstProbeDelayMs, 400, 800, maxProbeDelayMs, maxProbeDelayMs, maxProbeDelayMs]);
+	t.is(health.state, 'down');
+	t.is(health.failures, 6);
+	t.deepEqual(health.probeSucceeded(now + 1000), {cameBack: true});
+	t.is(health.state, 'up');
 	t.is(health.failures, 0);
-	t.deepEqual(health.succeeded(1600), {});
+	t.false(health.flapping);
+});
+
+test('back-off jitter stays within ±20 %', t => {
+	for (const random of [0, 0.999_999]) {
+		const health = new ReplicaHealth(30_000, () => random);
+		health.connectionFailed(new Error('x'));
+		health.probeFailed(new Error('x'), 0);
+		const delay = health.nextProbeAt;
+		t.true(delay >= firstProbeDelayMs * 0.8 && delay <= firstProbeDelayMs * 1.2, String(delay));
+	}
+});
+
+test('a replica that goes down again within the flap window needs answered probes in a row, and backs off further', t => {
+	const health = new ReplicaHealth(10_000, noJitter);
+	let now = 0;
+	const goDown = () => {
+		health.connectionFailed(new Error('refused'));
+		return health.probeFailed(new Error('refused'), now);
+	};
+
+	goDown();
+	now += 300;
+	t.deepEqual(health.probeSucceeded(now), {cameBack: true});
+	now += 1000; // Within the window: flapping.
+	t.deepEqual(goDown(), {wentDown: true});
+	t.true(health.flapping);
+	// The back-off continues from the first episode's instead of starting over.
+	t.is(health.nextProbeAt - now, 400);
+	for (let probe = 0; probe < 4; probe++) {
+		now = health.nextProbeAt;
+		health.probeFailed(new Error('refused'), now);
+	}
+
+	t.is(health.nextProbeAt - now, maxFlappingProbeDelayMs);
+	for (let answered = 1; answered < flappingStreak; answered++) {
+		now = health.nextProbeAt;
+		t.deepEqual(health.probeSucceeded(now), {}, `answered probe ${answered}`);
+		t.is(health.state, 'down');
+	}
+
+	// A failure in the middle of a streak starts it over.
+	now = health.nextProbeAt;
+	health.probeFailed(new Error('refused'), now);
+	for (let answered = 1; answered <= flappingStreak; answered++) {
+		now = health.nextProbeAt;
+		t.deepEqual(health.probeSucceeded(now), answered === flappingStreak ? {cameBack: true} : {});
+	}
+
+	// Outside the window, the next episode is an ordinary one again.
+	now += 10_001;
+	goDown();
+	t.false(health.flapping);
+	t.is(health.nextProbeAt - now, firstProbeDelayMs);
+});
+
+test('lagging or promoted replicas are up but not usable', t => {
+	const health = new ReplicaHealth(30_000, noJitter);
+	health.lagging = true;
+	t.is(health.state, 'up');
+	t.false(health.isUsable());
+	health.lagging = false;
+	health.promoted = true;
+	t.false(health.isUsable());
 });

@@ -1,0 +1,122 @@
+// Probes decide whether a replica's *server* is in rotation (rule 10): a fresh connection
+// that must answer `SELECT 1` within `connectTimeoutMs`. A probe starts at once when one of
+// the replica's connections fails, and runs on the health's back-off while the replica is
+// out of rotation, whether or not reads or the monitor come by.
+import createDebug from 'debug';
+import {abortConnection, withTimeout} from './deadline.js';
+import type {HealthChange} from './health.js';
+import type {Replica} from './replica-pool.js';
+import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
+
+const log = createDebug('sequelize-multidb:probe');
+
+export interface ProberOptions {
+	readonly manager: ConnectionManagerInternals;
+	/** Bound on a probe's connect and on its `SELECT 1` (`connectTimeoutMs`). */
+	readonly timeoutMs: number;
+	/** A probe took the replica out of rotation (once per episode). */
+	readonly onDown: (replica: Replica, error: unknown) => void;
+	/** Probes brought the replica back into rotation. */
+	readonly onUp: (replica: Replica) => void;
+}
+
+export class Prober {
+	readonly #options: ProberOptions;
+	readonly #timers = new Map<Replica, NodeJS.Timeout>();
+	readonly #probing = new Set<Replica>();
+	#stopped = false;
+
+	constructor(options: ProberOptions) {
+		this.#options = options;
+	}
+
+	/**
+	 * A connection of `replica` failed. The replica is skipped while a probe of its server,
+	 * started now, decides; further failures meanwhile belong to the same incident.
+	 */
+	connectionFailed(replica: Replica, error: unknown): void {
+		if (replica.health.connectionFailed(error) && !this.#stopped) {
+			void this.#probe(replica);
+		}
+	}
+
+	stop(): void {
+		this.#stopped = true;
+		for (const timer of this.#timers.values()) {
+			clearTimeout(timer);
+		}
+
+		this.#timers.clear();
+	}
+
+	async #probe(replica: Replica): Promise<void> {
+		if (this.#probing.has(replica) || this.#stopped) {
+			return;
+		}
+
+		this.#probing.add(replica);
+		let change: HealthChange;
+		let failure: unknown;
+		try {
+			await probeServer(this.#options.manager, replica.config, this.#options.timeoutMs);
+			change = replica.health.probeSucceeded();
+		} catch (error) {
+			failure = error;
+			change = replica.health.probeFailed(error);
+		} finally {
+			this.#probing.delete(replica);
+		}
+
+		log('probe of %s: %s (%s)', replica.name, failure === undefined ? 'answered' : replica.health.lastError, replica.health.state);
+		if (change.wentDown) {
+			// The server is down: whatever connections it had are presumed dead.
+			replica.discardConnections();
+			this.#options.onDown(replica, failure);
+		}
+
+		if (change.cameBack) {
+			this.#options.onUp(replica);
+		}
+
+		if (replica.health.state === 'down') {
+			this.#schedule(replica);
+		}
+	}
+
+	#schedule(replica: Replica): void {
+		if (this.#stopped) {
+			return;
+		}
+
+		clearTimeout(this.#timers.get(replica));
+		const timer = setTimeout(() => {
+			this.#timers.delete(replica);
+			void this.#probe(replica);
+		}, Math.max(0, replica.health.nextProbeAt - Date.now()));
+		// Never keep the process alive for a probe's sake.
+		timer.unref();
+		this.#timers.set(replica, timer);
+	}
+}
+
+/**
+ * Opens a fresh connection (through Sequelize's `_connect`, whose config carries the
+ * connect timeout), runs `SELECT 1` within `timeoutMs`, and closes it.
+ */
+async function probeServer(manager: ConnectionManagerInternals, config: ConnectionConfig, timeoutMs: number): Promise<void> {
+	const connection = await manager._connect(config) as ClientConnection;
+	// Sequelize's error listener hands a failed connection to `pool[queryType].destroy`,
+	// which ignores one it does not hold; without a type it would throw.
+	connection.queryType = 'read';
+	try {
+		await withTimeout(connection.query('SELECT 1'), timeoutMs, 'probe');
+	} catch (error) {
+		abortConnection(connection);
+		throw error;
+	}
+
+	// Not awaited: a server that freezes right after answering must not hold the probe open.
+	void withTimeout(manager._disconnect(connection), timeoutMs, 'disconnect').catch(() => {
+		abortConnection(connection);
+	});
+}
