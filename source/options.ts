@@ -11,8 +11,11 @@ export interface MultiDbOptions {
 	 */
 	readonly shuffle?: boolean;
 	/**
-	 * How long a replica that refused or dropped a connection stays out of rotation, in
-	 * milliseconds. Each further consecutive failure doubles it, up to 8 times this.
+	 * The flap window, in milliseconds. A replica leaves rotation only when a probe fails (a
+	 * fresh connection that must answer `SELECT 1`), and rejoins as soon as a probe answers
+	 * (probed 200 ms after leaving, then at most every second). One that leaves rotation again
+	 * within `cooldownMs` of rejoining is flapping: it is probed at most every 5 s and must
+	 * answer 3 probes in a row to rejoin. 0 turns flap damping off.
 	 * @default 30_000
 	 */
 	readonly cooldownMs?: number;
@@ -40,14 +43,15 @@ export interface MultiDbOptions {
 	 */
 	readonly monitorIntervalMs?: number;
 	/**
-	 * Time limit for opening a connection to a replica, in milliseconds; past it the replica
-	 * is quarantined and the read goes elsewhere. Applies to replica connections only.
+	 * Time limit for opening a connection to a replica, in milliseconds; past it the read goes
+	 * elsewhere and a probe decides about the replica. It also bounds each probe (its connect
+	 * and its `SELECT 1`). Applies to replica connections only.
 	 * @default 5000
 	 */
 	readonly connectTimeoutMs?: number;
 	/**
 	 * Time limit for one attempt of a routed read on a replica, in milliseconds; past it the
-	 * connection is dropped, the replica quarantined, and the read retried elsewhere. It also
+	 * connection is dropped, the read retried elsewhere, and the replica probed. It also
 	 * bounds the monitor's probes. 0 turns it off. Raise it above your longest replica query.
 	 * @default 10_000
 	 */
