@@ -20,7 +20,7 @@ import {Prober} from './prober.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {isLockingRead, isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
 import {Replica, ReplicaPool, type ReadRoute} from './replica-pool.js';
-import {connectionManagerOf, hasReplicationPools, type PooledConnection} from './sequelize-internals.js';
+import {connectionManagerOf, hasReplicationPools, tolerateUnpooledConnectionFailures, type PooledConnection} from './sequelize-internals.js';
 import {routeOwnReads} from './own-reads.js';
 import {StatsRecorder, type RouteStats} from './stats.js';
 import {checkNumber, describe, isMultiDb, routerBrand} from './validate.js';
@@ -131,6 +131,10 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		const manager = connectionManagerOf(sequelize);
 		const replication = manager.config.replication;
 		const configs = replication && hasReplicasConfigured(sequelize) ? replication.read : [];
+		if (hasReplicationPools(manager.pool)) {
+			tolerateUnpooledConnectionFailures(manager.pool);
+		}
+
 		if (replication && configs.length > 0 && hasReplicationPools(manager.pool)) {
 			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs) : undefined;
 			const prober = new Prober({

@@ -30,6 +30,8 @@ export interface ReadPool {
 export interface ReplicationPools {
 	read: ReadPool;
 	write: ReadPool;
+	/** The dispatcher's: hands a failed connection to `this[connection.queryType].destroy`. */
+	destroy(connection: PooledConnection): unknown;
 }
 
 /** A connection config after Sequelize merged the top-level options into it. */
@@ -106,4 +108,18 @@ export function forEachModel(sequelize: Sequelize, visit: (model: object) => voi
 		writable: true,
 		configurable: true,
 	});
+}
+
+/**
+ * Sequelize's replication dispatcher destroys a failed connection with
+ * `pool[connection.queryType].destroy(connection)`, called from the connection's `error`
+ * listener. A connection that fails while it is still being set up (Sequelize's `SET` queries
+ * in `connect`, before any pool holds it and before anyone could tag it) has no `queryType`:
+ * the TypeError thrown from that listener would end the process. Such a connection belongs
+ * to no pool, so there is nothing to destroy. (Servers dying mid-connect is what probes and
+ * the monitor meet most.)
+ */
+export function tolerateUnpooledConnectionFailures(pools: ReplicationPools): void {
+	const destroy = pools.destroy.bind(pools);
+	pools.destroy = connection => connection.queryType === 'read' || connection.queryType === 'write' ? destroy(connection) : undefined;
 }

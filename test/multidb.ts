@@ -372,3 +372,15 @@ test('getReplica after close is an error with a code', async t => {
 	await sequelize.close();
 	t.throws(() => db.getReplica(), {instanceOf: MultiDbError, code: 'MULTIDB_CLOSED'} as never);
 });
+
+test('a connection that fails while Sequelize is still setting it up does not end the process', async t => {
+	const sequelize = setup(t);
+	multidb(sequelize);
+	const manager = (sequelize as unknown as {connectionManager: {_connect(config: object): Promise<{emit(event: string, error: Error): boolean; end(): Promise<void>}>; config: {replication: {read: object[]}}}}).connectionManager;
+	// A real connection, as Sequelize's `connect` returns it, before any pool holds or tags it.
+	const connection = await manager._connect(manager.config.replication.read[0]);
+	t.teardown(async () => connection.end());
+	// Sequelize's own `error` listener hands it to the replication dispatcher, which threw
+	// "Cannot read properties of undefined (reading 'destroy')" from the listener.
+	t.notThrows(() => connection.emit('error', new Error('the server went away during SET')));
+});
