@@ -3,33 +3,11 @@
 import {setTimeout as delay} from 'node:timers/promises';
 import test from 'ava';
 import {QueryTypes} from 'sequelize';
-import {multidb, type MultiDbOptions} from '../source/index.js';
+import {multidb} from '../source/index.js';
 import {runInNewFlow} from '../source/context.js';
 import {withClient} from './helpers/cluster.js';
-import {eventually, ownCluster, steadyReads, type FaultCluster} from './helpers/faults.js';
+import {eventually, ownCluster, reads, routerOn, steadyReads} from './helpers/faults.js';
 import {answeringServer, countBy, newSequelize} from './helpers/sequelize.js';
-
-function routerOn(t: {teardown: (fn: () => Promise<void>) => void}, {endpoints}: FaultCluster, options: MultiDbOptions = {}) {
-	const sequelize = newSequelize(endpoints);
-	t.teardown(async () => sequelize.close());
-	const db = multidb(sequelize, {shuffle: false, ...options});
-	const events: string[] = [];
-	db.on('replicaDown', ({replica}) => events.push(`down ${replica}`));
-	db.on('replicaUp', ({replica}) => events.push(`up ${replica}`));
-	db.on('replicaLagging', ({replica}) => events.push(`lagging ${replica}`));
-	db.on('replicaCaughtUp', ({replica}) => events.push(`caught-up ${replica}`));
-	db.on('fallbackToPrimary', () => events.push('fallback'));
-	return {sequelize, db, events};
-}
-
-async function reads(sequelize: Parameters<typeof answeringServer>[0], faults: FaultCluster, count: number): Promise<string[]> {
-	const servers: string[] = [];
-	for (let index = 0; index < count; index++) {
-		servers.push(await answeringServer(sequelize, faults.endpoints));
-	}
-
-	return servers;
-}
 
 test.serial('a replica stopped (immediate) under a steady stream of reads: 0 failed reads', async t => {
 	const faults = await ownCluster(t);

@@ -1,9 +1,10 @@
 // Helpers for tests that break servers: each such test gets a cluster of its own.
 import {setTimeout as delay} from 'node:timers/promises';
 import type {Sequelize} from 'sequelize';
+import {multidb, type MultiDbOptions} from '../../source/index.js';
 import {LocalCluster, type ClusterOptions} from './cluster.js';
 import {endpointsOf, type ClusterEndpoints} from './shared-cluster.js';
-import {answeringServer} from './sequelize.js';
+import {answeringServer, newSequelize, type TestSequelizeOptions} from './sequelize.js';
 
 export interface FaultCluster {
 	readonly cluster: LocalCluster;
@@ -15,6 +16,33 @@ export async function ownCluster(t: {teardown: (fn: () => Promise<void>) => void
 	const cluster = await LocalCluster.start(options);
 	t.teardown(async () => cluster.stop());
 	return {cluster, endpoints: endpointsOf(cluster)};
+}
+
+/**
+ * A router on a fault cluster, in a fixed replica order, recording its health events as
+ * `down replica`, `up replica`, `lagging replica`, `caught-up replica` and `fallback`.
+ */
+export function routerOn(t: {teardown: (fn: () => Promise<void>) => void}, {endpoints}: FaultCluster, options: MultiDbOptions = {}, sequelizeOptions: TestSequelizeOptions = {}) {
+	const sequelize = newSequelize(endpoints, sequelizeOptions);
+	t.teardown(async () => sequelize.close());
+	const db = multidb(sequelize, {shuffle: false, ...options});
+	const events: string[] = [];
+	db.on('replicaDown', ({replica}) => events.push(`down ${replica}`));
+	db.on('replicaUp', ({replica}) => events.push(`up ${replica}`));
+	db.on('replicaLagging', ({replica}) => events.push(`lagging ${replica}`));
+	db.on('replicaCaughtUp', ({replica}) => events.push(`caught-up ${replica}`));
+	db.on('fallbackToPrimary', () => events.push('fallback'));
+	return {sequelize, db, events};
+}
+
+/** `count` sequential reads, each answered by the server it names. */
+export async function reads(sequelize: Sequelize, {endpoints}: FaultCluster, count: number): Promise<string[]> {
+	const servers: string[] = [];
+	for (let index = 0; index < count; index++) {
+		servers.push(await answeringServer(sequelize, endpoints));
+	}
+
+	return servers;
 }
 
 export interface ReadLoad {
