@@ -2,10 +2,8 @@
 // AsyncLocalStorage, so it follows a request through every await and never leaks into a
 // concurrent one (the seed kept it in a thread-local).
 import {AsyncLocalStorage} from 'node:async_hooks';
-import type {WatchedRead} from './deadline.js';
 import {MultiDbError} from './errors.js';
 import {decodeToken} from './lsn.js';
-import type {RouteReason} from './stats.js';
 import {describe, invalid, isMultiDb} from './validate.js';
 
 /**
@@ -39,30 +37,6 @@ export interface DatabaseMarks {
 	wrote: boolean;
 }
 
-/** One attempt of one query: the router fills it in as it decides, to retry and count. */
-export interface QueryAttempt {
-	/** The router this attempt belongs to (queries of two databases never share one). */
-	readonly router: object;
-	/** Set when the query must run on exactly this replica (`getReplica().query`). */
-	readonly forcedReplica?: object;
-	/** The query's SQL text, where the caller gave one (checked for row locks only if it is a read). */
-	readonly sql?: string;
-	/** A write reached a replica on an earlier attempt: this one goes to the primary. */
-	readonly retryOnPrimary?: boolean;
-	/** The primary failed an earlier attempt that fell back to it: this one tries the replicas out of rotation. */
-	readonly primaryFailed?: boolean;
-	/** Replicas that failed earlier attempts of the same query, and why (by name). */
-	readonly excluded?: ReadonlyMap<object, string>;
-	/** Why the router sent the query where it did; filled in at connection acquire. */
-	reason?: RouteReason;
-	/** The replica the query ran on, outside a transaction: only then is it retried. */
-	replica?: object;
-	/** The read timeout fired and killed the connection. */
-	timedOut?: boolean;
-	/** The read's deadline, while it runs on a replica. */
-	deadline?: WatchedRead;
-}
-
 export interface RoutingScope {
 	/** Inside `usePrimaryDb`: every query goes to the primary. */
 	readonly primaryOnly: boolean;
@@ -70,7 +44,8 @@ export interface RoutingScope {
 	readonly flow?: FlowState;
 	/** Consistency tokens from `withConsistency`, innermost last. */
 	readonly consistency?: readonly string[];
-	readonly attempt?: QueryAttempt;
+	/** A routed read taking Sequelize's own acquire path (its pool hooks, its first connection): the read pool finds its attempt here. */
+	readonly attempt?: {readonly pool: object};
 }
 
 // One storage per process, however many copies of this package are loaded: the ESM and

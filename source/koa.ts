@@ -9,7 +9,7 @@ import {currentScope, marksOf, newFlow, runInNewFlow, usePrimaryDb, type FlowSta
 import {warningCodes, warnOnce} from './errors.js';
 import {decodeToken, encodeToken, signValue, verifiedValue} from './lsn.js';
 import type {MultiDb} from './multidb.js';
-import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './options.js';
+import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
 const log = createDebug('sequelize-multidb:koa');

@@ -9,20 +9,13 @@ import createDebug from 'debug';
 import {abortConnection, withTimeout} from './deadline.js';
 import {classifyFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
-import type {Replica} from './replica-pool.js';
+import type {Replica} from './replica.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:monitor');
 
 /** How much primary history is kept: enough to measure lags up to this long. */
 const historyMs = 10 * 60 * 1000;
-
-export interface LagSample {
-	readonly replayLsn: bigint | undefined;
-	readonly lagBytes: bigint | undefined;
-	readonly lagMs: number | undefined;
-	readonly inRecovery: boolean;
-}
 
 export interface MonitorOptions {
 	readonly manager: ConnectionManagerInternals;
@@ -31,7 +24,7 @@ export interface MonitorOptions {
 	readonly intervalMs: number;
 	/** Bound on one probe's query, so a frozen server cannot stall the monitor. */
 	readonly probeTimeoutMs: number;
-	readonly onSample: (replica: Replica, sample: LagSample) => void;
+	/** The probe connection failed (a fresh one included): the prober takes it from there. */
 	readonly onFailure: (replica: Replica, error: unknown) => void;
 }
 
@@ -168,7 +161,7 @@ export class LagMonitor {
 	}
 
 	async #probeReplica(replica: Replica, connection: ProbeConnection, primaryLsn: bigint | undefined): Promise<void> {
-		if (replica.health.state !== 'up') {
+		if (replica.state !== 'up') {
 			// Out of rotation or suspect: the prober's probes decide when it is back.
 			return;
 		}
@@ -182,12 +175,8 @@ export class LagMonitor {
 		}
 
 		const replayLsn = parseLsn(row?.replayLsn);
-		if (replayLsn !== undefined) {
-			replica.health.replayed(replayLsn);
-		}
-
 		const lagBytes = primaryLsn !== undefined && replayLsn !== undefined ? bigintMax(primaryLsn - replayLsn, 0n) : undefined;
-		this.#options.onSample(replica, {
+		replica.lagMeasured({
 			inRecovery: row?.inRecovery === true,
 			replayLsn,
 			lagBytes,

@@ -4,8 +4,7 @@
 // out of rotation, whether or not reads or the monitor come by.
 import createDebug from 'debug';
 import {abortConnection, withTimeout} from './deadline.js';
-import type {HealthChange} from './health.js';
-import type {Replica} from './replica-pool.js';
+import type {Replica} from './replica.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:probe');
@@ -14,10 +13,6 @@ export interface ProberOptions {
 	readonly manager: ConnectionManagerInternals;
 	/** Bound on a probe's connect and on its `SELECT 1` (`connectTimeoutMs`). */
 	readonly timeoutMs: number;
-	/** A probe took the replica out of rotation (once per episode). */
-	readonly onDown: (replica: Replica, error: unknown) => void;
-	/** Probes brought the replica back into rotation. */
-	readonly onUp: (replica: Replica) => void;
 }
 
 export class Prober {
@@ -35,7 +30,7 @@ export class Prober {
 	 * started now, decides; further failures meanwhile belong to the same incident.
 	 */
 	connectionFailed(replica: Replica, error: unknown): void {
-		if (replica.health.connectionFailed(error) && !this.#stopped) {
+		if (replica.connectionFailed(error) && !this.#stopped) {
 			void this.#probe(replica);
 		}
 	}
@@ -55,30 +50,17 @@ export class Prober {
 		}
 
 		this.#probing.add(replica);
-		let change: HealthChange;
-		let failure: unknown;
 		try {
 			await probeServer(this.#options.manager, replica.config, this.#options.timeoutMs);
-			change = replica.health.probeSucceeded();
+			replica.probeSucceeded();
 		} catch (error) {
-			failure = error;
-			change = replica.health.probeFailed(error);
+			replica.probeFailed(error);
 		} finally {
 			this.#probing.delete(replica);
 		}
 
-		log('probe of %s: %s (%s)', replica.name, failure === undefined ? 'answered' : replica.health.lastError, replica.health.state);
-		if (change.wentDown) {
-			// The server is down: whatever connections it had are presumed dead.
-			replica.discardConnections();
-			this.#options.onDown(replica, failure);
-		}
-
-		if (change.cameBack) {
-			this.#options.onUp(replica);
-		}
-
-		if (replica.health.state === 'down') {
+		log('probe of %s: %s', replica.name, replica.state);
+		if (replica.state === 'down') {
 			this.#schedule(replica);
 		}
 	}
@@ -92,7 +74,7 @@ export class Prober {
 		const timer = setTimeout(() => {
 			this.#timers.delete(replica);
 			void this.#probe(replica);
-		}, Math.max(0, replica.health.nextProbeAt - Date.now()));
+		}, Math.max(0, replica.nextProbeAt - Date.now()));
 		// Never keep the process alive for a probe's sake.
 		timer.unref();
 		this.#timers.set(replica, timer);

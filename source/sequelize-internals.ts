@@ -3,7 +3,10 @@
 // than misrouting a query later. See node_modules/sequelize/lib/dialects/abstract/
 // connection-manager.js: with `replication` configured, `pool` is an object holding a
 // `read` and a `write` pool and dispatching on `connection.queryType`.
-import type {Sequelize} from 'sequelize';
+import {ConnectionAcquireTimeoutError, type Sequelize} from 'sequelize';
+import {TimeoutError} from 'sequelize-pool';
+import type {QueryFacts} from './query-kind.js';
+import {describe} from './validate.js';
 
 /** A pooled connection as Sequelize sees it (a node-postgres Client plus tags). */
 export interface PooledConnection {
@@ -122,4 +125,103 @@ export function forEachModel(sequelize: Sequelize, visit: (model: object) => voi
 export function tolerateUnpooledConnectionFailures(pools: ReplicationPools): void {
 	const destroy = pools.destroy.bind(pools);
 	pools.destroy = connection => connection.queryType === 'read' || connection.queryType === 'write' ? destroy(connection) : undefined;
+}
+
+/**
+ * Where a routed read's attempt rides in the options Sequelize hands its connection manager:
+ * `sequelize.query` copies the caller's options (symbol keys included) and passes that copy
+ * to `getConnection`. Per query, owned by the query; no shared store.
+ */
+export const attemptKey = Symbol('sequelize-multidb.attempt');
+
+interface AcquireOptions {
+	readonly type?: string;
+	readonly useMaster?: boolean;
+	readonly [attemptKey]?: unknown;
+}
+
+interface ConnectionManagerWithGetConnection {
+	getConnection(options?: AcquireOptions): Promise<PooledConnection>;
+}
+
+/**
+ * Takes over `getConnection` for this instance's routed reads: a query typed SELECT, without
+ * `useMaster`, that carries an attempt goes straight to `acquireFor`, without the promise
+ * and hook round of Sequelize's own path. Where that path does more than acquire (the first
+ * connection, which reads the server version; `beforePoolAcquire`/`afterPoolAcquire`
+ * hooks), the read takes it, with `viaSequelize`.
+ */
+export function routeReadConnections<Attempt>(sequelize: Sequelize, acquireFor: (attempt: Attempt) => Promise<PooledConnection>, viaSequelize: (attempt: Attempt, acquire: () => Promise<PooledConnection>) => Promise<PooledConnection>): void {
+	const manager = connectionManagerOf(sequelize) as unknown as ConnectionManagerWithGetConnection;
+	const getConnection = manager.getConnection.bind(manager);
+	const instance = sequelize as unknown as {options: {databaseVersion?: unknown}; hasHook(name: string): boolean};
+	Object.defineProperty(manager, 'getConnection', {
+		value(options?: AcquireOptions): Promise<PooledConnection> {
+			const attempt = options?.[attemptKey] as Attempt | undefined;
+			if (attempt === undefined || options?.type !== 'SELECT' || options.useMaster === true) {
+				return getConnection(options);
+			}
+
+			if (instance.options.databaseVersion === 0 || instance.hasHook('beforePoolAcquire') || instance.hasHook('afterPoolAcquire')) {
+				return viaSequelize(attempt, async () => getConnection(options));
+			}
+
+			return acquireFor(attempt);
+		},
+		writable: true,
+		configurable: true,
+	});
+}
+
+/** What Sequelize's own `getConnection` makes of a pool's acquire timeout. */
+export function asAcquireError(error: unknown): unknown {
+	// By name too: the primary's pool may come from Sequelize's own copy of sequelize-pool.
+	const timedOut = error instanceof TimeoutError || (error instanceof Error && error.constructor.name === 'TimeoutError');
+	return timedOut ? new ConnectionAcquireTimeoutError(error) : error;
+}
+
+/** A Sequelize 6.31+ instance on the `postgres` dialect, or a TypeError that says what it is instead. */
+export function checkSequelize(sequelize: unknown): asserts sequelize is Sequelize {
+	if (!looksLikeSequelize(sequelize) || typeof sequelize.addHook !== 'function') {
+		throw new TypeError(`Expected \`sequelize\` to be a Sequelize instance, got ${describe(sequelize)}`);
+	}
+
+	const dialect = sequelize.getDialect();
+	if (dialect !== 'postgres') {
+		throw new TypeError(`Expected \`sequelize\` to use the \`postgres\` dialect, got ${describe(dialect)}`);
+	}
+
+	const {version} = sequelize.constructor as {version?: unknown};
+	const [major, minor] = typeof version === 'string' ? version.split('.').map(Number) : [];
+	if (major !== 6 || minor < 31) {
+		// The router stands on Sequelize 6's connection manager internals, tested against 6.31+.
+		throw new TypeError(`Expected Sequelize >= 6.31 and < 7, got ${describe(version)}`);
+	}
+}
+
+export function looksLikeSequelize(value: unknown): value is Sequelize {
+	return typeof value === 'object' && value !== null && typeof (value as Partial<Sequelize>).getDialect === 'function';
+}
+
+/**
+ * The replicas the user listed. Sequelize fills a missing `replication.read` with the
+ * top-level connection options, which would make the primary look like a replica.
+ */
+export function configuredReplicas(sequelize: Sequelize): ConnectionConfig[] {
+	const {replication} = (sequelize as unknown as {options: {replication?: false | {read?: unknown}}}).options;
+	const given = replication ? replication.read : undefined;
+	const listed = Array.isArray(given) ? given.length > 0 : given !== undefined && given !== null;
+	const manager = connectionManagerOf(sequelize);
+	return listed && manager.config.replication ? manager.config.replication.read : [];
+}
+
+/** Sequelize's `options.query`: defaults merged into every query's options. */
+export function queryDefaultsOf(sequelize: Sequelize): QueryFacts {
+	return (sequelize as unknown as {options: {query?: QueryFacts}}).options.query ?? {};
+}
+
+/** The transaction Sequelize takes from its CLS namespace, where `useCLS` is on. */
+export function clsTransactionOf(sequelize: Sequelize): {connection?: PooledConnection} | undefined {
+	const cls = (sequelize.constructor as {_cls?: {get(key: string): unknown}})._cls;
+	return cls?.get('transaction') as {connection?: PooledConnection} | undefined;
 }

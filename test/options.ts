@@ -1,5 +1,5 @@
 import test from 'ava';
-import {multidbDefaults, pinningDefaults, resolveMultiDbOptions, resolvePinningOptions} from '../source/options.js';
+import {multidbDefaults, resolveMultiDbOptions} from '../source/options.js';
 
 test('defaults are used where an option is absent or undefined', t => {
 	t.deepEqual(resolveMultiDbOptions(undefined), multidbDefaults);
@@ -28,40 +28,6 @@ test('options that are not an object are refused', t => {
 
 test('an unknown option is refused by name, so a typo does not pass silently', t => {
 	t.throws(() => resolveMultiDbOptions({shufle: true}), {instanceOf: TypeError, message: /^Unknown option `shufle` in `options`; known options are `shuffle`, `cooldownMs`/});
-});
-
-test('pinning options default to the seed\'s behaviour', t => {
-	t.deepEqual(resolvePinningOptions(undefined), pinningDefaults);
-	t.is(pinningDefaults.cookie, 'multidb_pin_writes');
-	t.is(pinningDefaults.seconds, 15);
-	t.deepEqual(pinningDefaults.readMethods, ['GET', 'HEAD', 'OPTIONS', 'TRACE']);
-});
-
-test('pinning options are validated once, with the option named', t => {
-	const cases: Array<[Record<string, unknown>, string]> = [
-		[{seconds: -1}, 'Expected `seconds` to be a finite number > 0, got -1 (number)'],
-		[{seconds: 0}, 'Expected `seconds` to be a finite number > 0, got 0 (number)'],
-		[{seconds: Number.POSITIVE_INFINITY}, 'Expected `seconds` to be a finite number > 0, got Infinity (number)'],
-		[{seconds: '15'}, 'Expected `seconds` to be a finite number > 0, got "15" (string)'],
-		[{cookie: ''}, 'Expected `cookie` to be a non-empty string, got "" (string)'],
-		[{cookie: 'a b'}, 'Expected `cookie` to be a cookie name (letters, digits and !#$%&\'*+-.^_`|~), got "a b" (string)'],
-		[{path: 'app'}, 'Expected `path` to be a path starting with /, got "app" (string)'],
-		[{httpOnly: 'yes'}, 'Expected `httpOnly` to be a boolean, got "yes" (string)'],
-		[{sameSite: 'Lax'}, 'Expected `sameSite` to be one of \'lax\', \'strict\', \'none\', got "Lax" (string)'],
-		[{secure: 1}, 'Expected `secure` to be a boolean, got 1 (number)'],
-		[{readMethods: 'GET'}, 'Expected `readMethods` to be an array of HTTP method names, got "GET" (string)'],
-		[{pinWriteMethods: null}, 'Expected `pinWriteMethods` to be a boolean, got null'],
-		[{db: {}}, 'Expected `db` to be the handle returned by multidb(), got an object'],
-	];
-	for (const [options, message] of cases) {
-		t.throws(() => resolvePinningOptions(options), {instanceOf: TypeError, message}, JSON.stringify(options));
-	}
-
-	t.throws(() => resolvePinningOptions({cookies: 'x'}), {instanceOf: TypeError, message: /^Unknown option `cookies`/});
-});
-
-test('pinning read methods are matched case-insensitively', t => {
-	t.deepEqual(resolvePinningOptions({readMethods: ['get', 'Report']}).readMethods, ['GET', 'REPORT']);
 });
 
 test('failover options are validated with the option named', t => {

@@ -1,0 +1,139 @@
+// The slow path of read-your-writes by WAL position: no replica is *known* to have replayed
+// the write yet (the monitor's view is up to an interval old), so the likeliest one is asked.
+// A replica that keeps up usually has the write within milliseconds, so it is asked again,
+// briefly, before the primary takes the read; one that is not moving is not waited for.
+import {setTimeout as delay} from 'node:timers/promises';
+import createDebug from 'debug';
+import {abortConnection, withTimeout} from './deadline.js';
+import {describeFailure} from './failure.js';
+import {parseLsn} from './lsn.js';
+import type {Replica} from './replica.js';
+import type {ClientConnection} from './sequelize-internals.js';
+
+const log = createDebug('sequelize-multidb:catch-up');
+
+/** How often a read that must see a fresh write asks a replica before using the primary. */
+const maxQuestions = 3;
+/** Pause before the 2nd and 3rd question: 2 ms, then 4 ms (a few ms at most in all). */
+const questionIntervalMs = 2;
+/** A replica measured this close behind the primary is worth those few ms. */
+const closeLagMs = 100;
+
+export class CatchUp {
+	readonly #replicas: readonly Replica[];
+	readonly #timeoutMs: number;
+	/** Concurrent reads share one question per replica. */
+	readonly #questions = new Map<Replica, Promise<void>>();
+
+	/** @param timeoutMs Bound on one question (`connectTimeoutMs`). */
+	constructor(replicas: readonly Replica[], timeoutMs: number) {
+		this.#replicas = replicas;
+		this.#timeoutMs = timeoutMs;
+	}
+
+	/**
+	 * Asks until `pick()` finds a replica that has replayed `minLsn`, or it is not worth
+	 * asking again; resolves what `pick()` last found.
+	 */
+	async find(excluded: ReadonlyMap<Replica, string> | undefined, minLsn: bigint, pick: () => Replica | undefined): Promise<Replica | undefined> {
+		// The likeliest replica's position after the question before last: set from the
+		// second question on, so movement between two answers can be seen.
+		let previousAnswer: bigint | undefined;
+		for (let questions = 0; questions < maxQuestions; questions++) {
+			if (questions > 0) {
+				if (!this.#worthWaitingFor(excluded, previousAnswer)) {
+					return undefined;
+				}
+
+				previousAnswer = this.#likeliest(excluded)?.replayLsn;
+				await delay(questions * questionIntervalMs);
+			}
+
+			await this.#ask(excluded, minLsn);
+			const replica = pick();
+			if (replica) {
+				return replica;
+			}
+		}
+
+		return undefined;
+	}
+
+	#likeliest(excluded: ReadonlyMap<Replica, string> | undefined): Replica | undefined {
+		return this.#replicas.filter(replica => replica.usable && !excluded?.has(replica)).sort(likelierCaughtUp).at(0);
+	}
+
+	/**
+	 * Whether the likeliest replica is worth a few ms more: the monitor measured it close
+	 * behind, or its replay position moved since the previous answer (it is catching up,
+	 * not held back).
+	 */
+	#worthWaitingFor(excluded: ReadonlyMap<Replica, string> | undefined, previousAnswer: bigint | undefined): boolean {
+		const replica = this.#likeliest(excluded);
+		if (!replica) {
+			return false;
+		}
+
+		const moving = previousAnswer === undefined || (replica.replayLsn !== undefined && replica.replayLsn > previousAnswer);
+		return moving || (replica.lagMs !== undefined && replica.lagMs < closeLagMs);
+	}
+
+	async #ask(excluded: ReadonlyMap<Replica, string> | undefined, minLsn: bigint): Promise<void> {
+		const best = this.#likeliest(excluded);
+		if (!best) {
+			return;
+		}
+
+		let question = this.#questions.get(best);
+		if (!question) {
+			question = this.#readReplayPosition(best, minLsn).finally(() => {
+				this.#questions.delete(best);
+			});
+			this.#questions.set(best, question);
+		}
+
+		await question;
+	}
+
+	/** Reads the replica's replay position, bounded; the answer becomes its known position. */
+	async #readReplayPosition(replica: Replica, minLsn: bigint): Promise<void> {
+		let connection: ClientConnection | undefined;
+		try {
+			connection = await replica.pool.acquire() as ClientConnection;
+			const result = await withTimeout(connection.query('SELECT pg_last_wal_replay_lsn()::text AS lsn'), this.#timeoutMs, 'replay position check');
+			const lsn = parseLsn(result.rows[0]?.lsn);
+			if (lsn !== undefined) {
+				replica.replayed(lsn, minLsn);
+			}
+
+			replica.pool.release(connection);
+		} catch (error) {
+			if (connection) {
+				abortConnection(connection);
+				replica.pool.release(connection);
+			}
+
+			log('replay position of %s unknown: %s', replica.name, describeFailure(error));
+		}
+	}
+}
+
+/**
+ * Orders replicas by how likely they are to have replayed a fresh write: the smallest
+ * measured time lag first (known positions are read at different moments, so a position
+ * alone can favour a replica that is held back); then the furthest known replay position;
+ * then the one most recently found caught up.
+ */
+function likelierCaughtUp(a: Replica, b: Replica): number {
+	const byLag = (a.lagMs ?? Number.POSITIVE_INFINITY) - (b.lagMs ?? Number.POSITIVE_INFINITY);
+	if (byLag !== 0 && !Number.isNaN(byLag)) {
+		return byLag;
+	}
+
+	const byPosition = (b.replayLsn ?? -1n) - (a.replayLsn ?? -1n);
+	if (byPosition !== 0n) {
+		return byPosition > 0n ? 1 : -1;
+	}
+
+	return b.lastCaughtUpAt - a.lastCaughtUpAt;
+}

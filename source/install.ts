@@ -1,0 +1,50 @@
+// The only code that writes onto a Sequelize instance: its `query` and `close`, its read
+// pool and how routed reads acquire from it, and the methods that read back their own
+// writes. Private API is reached only through sequelize-internals.ts.
+import type {Sequelize} from 'sequelize';
+import type {Failover} from './failover.js';
+import {routeOwnReads} from './own-reads.js';
+import type {ReadAttempt, ReadPoolOfReplicas} from './read-pool.js';
+import {connectionManagerOf, hasReplicationPools, routeReadConnections, tolerateUnpooledConnectionFailures, type ReadPool} from './sequelize-internals.js';
+
+export interface Installation {
+	readonly sequelize: Sequelize;
+	readonly failover: Failover;
+	/** Undefined without replicas: reads then use the primary's pool. */
+	readonly pool: ReadPoolOfReplicas | undefined;
+	/** The router's own `close`, run before Sequelize closes its pools. */
+	readonly close: () => Promise<void>;
+}
+
+export function install({sequelize, failover, pool, close}: Installation): void {
+	const manager = connectionManagerOf(sequelize);
+	if (hasReplicationPools(manager.pool)) {
+		tolerateUnpooledConnectionFailures(manager.pool);
+		// Without replicas, Sequelize built a read pool over its top-level host (or none):
+		// reads use the primary's pool instead.
+		manager.pool.read = pool ?? manager.pool.write;
+	}
+
+	if (pool) {
+		routeReadConnections<ReadAttempt>(sequelize, async attempt => pool.acquireFor(attempt), async (attempt, acquire) => pool.withPendingAttempt(attempt, acquire));
+	}
+
+	define(sequelize, 'query', failover.query);
+	const originalClose = sequelize.close.bind(sequelize);
+	define(sequelize, 'close', async () => {
+		await close();
+		await originalClose();
+	});
+	// Sequelize's own reads around its writes (`sync`, `reload`, `findOrCreate`, ...).
+	routeOwnReads(sequelize);
+}
+
+/** The read pool Sequelize built, before `install` replaces it (it may hold connections). */
+export function nativePools(sequelize: Sequelize): {read: ReadPool; write: ReadPool} | undefined {
+	const manager = connectionManagerOf(sequelize);
+	return hasReplicationPools(manager.pool) ? {read: manager.pool.read, write: manager.pool.write} : undefined;
+}
+
+function define(target: object, name: string, value: unknown): void {
+	Object.defineProperty(target, name, {value, writable: true, configurable: true});
+}

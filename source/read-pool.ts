@@ -1,0 +1,295 @@
+// The read pool Sequelize acquires from, in place of its own: the replica chosen per
+// *query* (Sequelize's own read pool chooses one per pooled connection, so once warm,
+// sequential reads reuse one connection and all land on one replica). A routed read comes
+// with its attempt (made by the installed query, carried in the query's own options); a
+// `readOnly` transaction comes through Sequelize's dispatcher, with none.
+import createDebug from 'debug';
+import type {CatchUp} from './catch-up.js';
+import type {Consistency} from './consistency.js';
+import {currentScope, readsPinned, runInScope, type RoutingScope} from './context.js';
+import {abortConnection, type ReadDeadlines, type WatchedRead} from './deadline.js';
+import {NoReplicaAvailableError} from './errors.js';
+import type {EmitEvent} from './events.js';
+import {classifyFailure, describeFailure} from './failure.js';
+import {isLockingRead} from './query-kind.js';
+import {replicaOf, type Replica} from './replica.js';
+import {decideRead, lastResortOrder, pickReplica, type ReadDecision} from './routing-policy.js';
+import {asAcquireError, type PooledConnection, type ReadPool} from './sequelize-internals.js';
+import type {RouteReason} from './stats.js';
+
+const log = createDebug('sequelize-multidb:pool');
+
+/** One attempt of one routed read: made by the installed query, filled in here. */
+export interface ReadAttempt {
+	/** The read pool this attempt is for (the queries of two databases never share one). */
+	readonly pool: ReadPoolOfReplicas;
+	readonly scope: RoutingScope | undefined;
+	/** The query's SQL text, where the caller gave one (checked for row locks). */
+	readonly sql: string | undefined;
+	/** An earlier attempt reached a replica and wrote (25006): this one goes to the primary. */
+	readonly misroutedWrite: boolean;
+	/** The primary failed an earlier attempt that fell back to it: this one tries the replicas out of rotation. */
+	readonly primaryFailed: boolean;
+	/** Replicas that failed earlier attempts, and why. */
+	readonly excluded: ReadonlyMap<Replica, string> | undefined;
+	/** `getReplica().query`: exactly this replica. */
+	readonly forcedReplica: Replica | undefined;
+	/** Why the read went where it did. */
+	reason: RouteReason | undefined;
+	/** The replica it runs on (only a read on a replica is retried elsewhere). */
+	replica: Replica | undefined;
+	/** The read timeout fired and cut the connection. */
+	timedOut: boolean;
+	deadline: WatchedRead | undefined;
+}
+
+export interface ReadPoolOptions {
+	/** The replicas in round-robin order. */
+	readonly replicas: readonly Replica[];
+	/** The router this pool serves (its per-database pins). */
+	readonly router: object;
+	readonly consistency: Consistency;
+	readonly catchUp: CatchUp;
+	readonly fallbackToPrimary: boolean;
+	/** Sequelize's own read pool, which may still hold connections taken before install. */
+	readonly nativePool: ReadPool;
+	/** The primary's pool, for reads no replica can serve. */
+	readonly primaryPool: ReadPool;
+	/** Deadlines of reads on replicas (`readTimeoutMs`); undefined when reads have no time limit. */
+	readonly deadlines: ReadDeadlines | undefined;
+	/** A replica failed to give a connection (the prober takes it from there). */
+	readonly onConnectFailure: (replica: Replica, error: unknown) => void;
+	readonly emit: EmitEvent;
+}
+
+export class ReadPoolOfReplicas implements ReadPool {
+	readonly replicas: readonly Replica[];
+	readonly #options: ReadPoolOptions;
+	#cursor = 0;
+	#fallingBack = false;
+
+	constructor(options: ReadPoolOptions) {
+		this.#options = options;
+		this.replicas = options.replicas;
+	}
+
+	/** The next replica in round-robin order, usable or not (`getReplica()`). */
+	nextInTurn(): Replica {
+		const replica = this.replicas[this.#cursor];
+		this.#cursor = (this.#cursor + 1) % this.replicas.length;
+		return replica;
+	}
+
+	/**
+	 * A connection for one routed read. The common case (a usable replica) is one promise;
+	 * failures, consistency questions, the fallback and the last resort take the slow path.
+	 * Not `async`: an async frame costs extra microtask turns per read.
+	 */
+	acquireFor(attempt: ReadAttempt): Promise<PooledConnection> {
+		const forced = attempt.forcedReplica;
+		if (forced) {
+			attempt.reason = 'chosen-replica';
+			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection), rethrowAcquireError);
+		}
+
+		const decision = decideRead({
+			pinned: readsPinned(attempt.scope, this.#options.router),
+			required: this.#options.consistency.concerns(attempt.scope) ? this.#options.consistency.requiredPosition(attempt.scope) : undefined,
+			locking: isLockingRead(attempt.sql),
+			misroutedWrite: attempt.misroutedWrite,
+			transaction: false,
+		});
+		attempt.reason = decision.reason;
+		if (decision.target === 'primary') {
+			return this.#options.primaryPool.acquire().catch(rethrowAcquireError);
+		}
+
+		const replica = this.#next(attempt.excluded, decision.minLsn);
+		if (!replica) {
+			return this.#acquireSlowly(attempt, attempt.excluded, decision);
+		}
+
+		return replica.pool.acquire().then(connection => {
+			this.#fallingBack = false;
+			return this.#watched(attempt, replica, connection);
+		}, async (error: unknown) => this.#acquireSlowly(attempt, this.#connectFailed(replica, error, attempt.excluded), decision));
+	}
+
+	/** Runs `fn` (Sequelize's own acquire path) with `attempt` where `acquire()` will find it. */
+	withPendingAttempt<T>(attempt: ReadAttempt, fn: () => T): T {
+		return runInScope({primaryOnly: false, ...attempt.scope, attempt}, fn);
+	}
+
+	/**
+	 * Sequelize's dispatcher asks here for every connection of type SELECT without
+	 * `useMaster`: a `readOnly` transaction, or a routed read that took Sequelize's own path
+	 * (`withPendingAttempt`). A transaction is never retried; its replica is the first usable
+	 * one (connect failures skipped), else the primary.
+	 */
+	acquire(): Promise<PooledConnection> {
+		const scope = currentScope();
+		const pending = scope?.attempt as ReadAttempt | undefined;
+		if (pending?.pool === this) {
+			return this.acquireFor(pending);
+		}
+
+		const decision = decideRead({
+			pinned: readsPinned(scope, this.#options.router),
+			required: this.#options.consistency.concerns(scope) ? this.#options.consistency.requiredPosition(scope) : undefined,
+			locking: false,
+			misroutedWrite: false,
+			transaction: true,
+		});
+		return decision.target === 'primary' ? this.#options.primaryPool.acquire() : this.#acquireSlowly(undefined, undefined, decision);
+	}
+
+	release(connection: PooledConnection): void {
+		const replica = replicaOf(connection);
+		if (replica) {
+			replica.pool.release(connection);
+		} else {
+			this.#options.nativePool.release(connection);
+		}
+	}
+
+	async destroy(connection: PooledConnection): Promise<void> {
+		const replica = replicaOf(connection);
+		await (replica ? replica.pool.destroy(connection) : this.#options.nativePool.destroy(connection));
+	}
+
+	async drain(): Promise<void> {
+		await Promise.all([this.#options.nativePool.drain(), ...this.replicas.map(async replica => replica.pool.drain())]);
+	}
+
+	async destroyAllNow(): Promise<void> {
+		await Promise.all([this.#options.nativePool.destroyAllNow(), ...this.replicas.map(async replica => replica.pool.destroyAllNow())]);
+	}
+
+	#next(excluded: ReadonlyMap<Replica, string> | undefined, minLsn: bigint | undefined): Replica | undefined {
+		const index = pickReplica(this.replicas, this.#cursor, excluded, minLsn);
+		if (index < 0) {
+			return undefined;
+		}
+
+		this.#cursor = (index + 1) % this.replicas.length;
+		return this.replicas[index];
+	}
+
+	/** A replica failed to give a connection: nothing was sent to it, so it is safe to skip. */
+	#connectFailed(replica: Replica, error: unknown, failed: ReadonlyMap<Replica, string> | undefined): ReadonlyMap<Replica, string> {
+		if (classifyFailure(error) !== 'connection') {
+			throw asAcquireError(error);
+		}
+
+		this.#options.onConnectFailure(replica, error);
+		return new Map(failed).set(replica, describeFailure(error));
+	}
+
+	async #acquireSlowly(attempt: ReadAttempt | undefined, excluded: ReadonlyMap<Replica, string> | undefined, decision: ReadDecision & {target: 'replicas'}): Promise<PooledConnection> {
+		let failed = excluded;
+		const {minLsn} = decision;
+		for (;;) {
+			let replica = this.#next(failed, minLsn);
+			if (!replica && minLsn !== undefined) {
+				const triedWithout = failed;
+				replica = await this.#options.catchUp.find(triedWithout, minLsn, () => this.#next(triedWithout, minLsn));
+				if (!replica) {
+					if (attempt) {
+						attempt.reason = 'not-caught-up';
+					}
+
+					return this.#options.primaryPool.acquire();
+				}
+			}
+
+			if (!replica) {
+				return this.#fallback(attempt, failed);
+			}
+
+			try {
+				const connection = await replica.pool.acquire();
+				this.#fallingBack = false;
+				return this.#watched(attempt, replica, connection);
+			} catch (error) {
+				failed = this.#connectFailed(replica, error, failed);
+			}
+		}
+	}
+
+	async #fallback(attempt: ReadAttempt | undefined, failed: ReadonlyMap<Replica, string> | undefined): Promise<PooledConnection> {
+		const reasons: Record<string, string> = {};
+		for (const replica of this.replicas) {
+			reasons[replica.name] = failed?.get(replica) ?? replica.unusableReason();
+		}
+
+		if (!this.#options.fallbackToPrimary || attempt?.primaryFailed) {
+			return this.#lastResort(attempt, failed, new NoReplicaAvailableError(reasons));
+		}
+
+		if (!this.#fallingBack) {
+			this.#fallingBack = true;
+			log('no replica can serve reads, falling back to the primary: %o', reasons);
+			this.#options.emit('fallbackToPrimary', {reasons});
+		}
+
+		if (attempt) {
+			attempt.reason = 'fallback';
+		}
+
+		return this.#options.primaryPool.acquire().catch(async (error: unknown) => {
+			if (!attempt || classifyFailure(error) !== 'connection') {
+				throw error;
+			}
+
+			return this.#lastResort(attempt, failed, error);
+		});
+	}
+
+	/**
+	 * No replica in rotation, and the primary cannot take the read (down, or
+	 * `fallbackToPrimary` off): before the read fails, the replicas out of rotation are tried,
+	 * the likeliest first. Only a routed read gets here, never a transaction.
+	 */
+	async #lastResort(attempt: ReadAttempt | undefined, failed: ReadonlyMap<Replica, string> | undefined, finalError: unknown): Promise<PooledConnection> {
+		if (!attempt) {
+			throw finalError;
+		}
+
+		for (const replica of lastResortOrder(this.replicas, failed)) {
+			try {
+				const connection = await replica.pool.acquire();
+				attempt.reason = 'last-resort';
+				log('last resort: read on %s (%s)', replica.name, replica.state);
+				return this.#watched(attempt, replica, connection);
+			} catch (error) {
+				if (classifyFailure(error) !== 'connection') {
+					throw asAcquireError(error);
+				}
+
+				this.#options.onConnectFailure(replica, error);
+			}
+		}
+
+		throw finalError;
+	}
+
+	/**
+	 * Notes on the attempt which replica its read runs on (only such reads are retried) and
+	 * watches the read's deadline: past it, the connection is cut and the read fails over.
+	 */
+	#watched(attempt: ReadAttempt | undefined, replica: Replica, connection: PooledConnection): PooledConnection {
+		if (attempt) {
+			attempt.replica = replica;
+			attempt.deadline = this.#options.deadlines?.watch(() => {
+				attempt.timedOut = true;
+				abortConnection(connection);
+			});
+		}
+
+		return connection;
+	}
+}
+
+function rethrowAcquireError(error: unknown): never {
+	throw asAcquireError(error);
+}

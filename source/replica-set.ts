@@ -1,0 +1,40 @@
+// The replicas of `replication.read`: each named, given its connect timeout, and put in
+// round-robin order (shuffled once, so that after a deploy every process does not send its
+// first read to the same replica).
+import {Replica, type ReplicaOptions} from './replica.js';
+import type {ConnectionConfig} from './sequelize-internals.js';
+
+/** The replicas of `replication.read`, named `host:port` (the database appended only where two share a server). */
+export function createReplicas(configs: readonly ConnectionConfig[], options: Omit<ReplicaOptions, 'name' | 'config'> & {readonly connectTimeoutMs: number; readonly shuffle: boolean}): Replica[] {
+	const replicas = configs.map((config, index) => new Replica({...options, name: nameOf(config, index, configs), config: withConnectTimeout(config, options.connectTimeoutMs)}));
+	return options.shuffle ? shuffled(replicas) : replicas;
+}
+
+/** pg's own connect timeout, on replica connections only (the primary's stay as configured). */
+function withConnectTimeout(config: ConnectionConfig, connectTimeoutMs: number): ConnectionConfig {
+	const dialectOptions = (config.dialectOptions ?? {}) as Record<string, unknown>;
+	return {...config, dialectOptions: {...dialectOptions, connectionTimeoutMillis: connectTimeoutMs}};
+}
+
+function nameOf(config: ConnectionConfig, index: number, all: readonly ConnectionConfig[]): string {
+	const server = (entry: ConnectionConfig) => `${entry.host ?? 'localhost'}:${entry.port ?? 5432}`;
+	const name = server(config);
+	const sameServer = all.filter(entry => server(entry) === name);
+	if (sameServer.length === 1) {
+		return name;
+	}
+
+	const withDatabase = `${name}/${config.database ?? ''}`;
+	return all.filter(entry => `${server(entry)}/${entry.database ?? ''}` === withDatabase).length === 1 ? withDatabase : `${name}#${index + 1}`;
+}
+
+/** Fisher-Yates, on a copy. */
+function shuffled<T>(items: readonly T[]): T[] {
+	const result = [...items];
+	for (let index = result.length - 1; index > 0; index--) {
+		const other = Math.floor(Math.random() * (index + 1));
+		[result[index], result[other]] = [result[other], result[index]];
+	}
+
+	return result;
+}
