@@ -3,9 +3,7 @@
 // never a single run).
 import os from 'node:os';
 import {QueryTypes, type Options, type Sequelize} from 'sequelize';
-import {LocalCluster, type ClusterOptions} from '../test/helpers/cluster.js';
-import {newSequelize} from '../test/helpers/sequelize.js';
-import {endpointsOf, type ClusterEndpoints, type ServerEndpoint} from '../test/helpers/shared-cluster.js';
+import {endpointsOf, LocalCluster, newSequelize, type ClusterEndpoints, type ClusterOptions, type ServerEndpoint} from '../scripts/local-cluster/index.js';
 
 export interface BenchCluster {
 	readonly local: LocalCluster;

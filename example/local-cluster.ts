@@ -2,9 +2,7 @@
 // lagging 1.5 s), or an existing cluster named by MULTIDB_TEST_PRIMARY/REPLICAS. Stops
 // what it started on exit and on Ctrl-C.
 import type {Options, Sequelize} from 'sequelize';
-import {LocalCluster} from '../test/helpers/cluster.js';
-import {newSequelize} from '../test/helpers/sequelize.js';
-import {endpointsOf, sharedCluster, type ClusterEndpoints} from '../test/helpers/shared-cluster.js';
+import {endpointsFromEnvironment, endpointsOf, LocalCluster, newSequelize, type ClusterEndpoints} from '../scripts/local-cluster/index.js';
 
 export interface RunningCluster {
 	readonly endpoints: ClusterEndpoints;
@@ -17,8 +15,9 @@ export interface RunningCluster {
 export async function startCluster(): Promise<RunningCluster> {
 	let local: LocalCluster | undefined;
 	let endpoints: ClusterEndpoints;
-	if (process.env.MULTIDB_TEST_PRIMARY && process.env.MULTIDB_TEST_REPLICAS) {
-		endpoints = await sharedCluster();
+	const given = endpointsFromEnvironment();
+	if (given) {
+		endpoints = given;
 	} else {
 		console.log('Starting a local PostgreSQL primary and two streaming replicas (replica2 replays 1.5 s late)...');
 		local = await LocalCluster.start();

@@ -1,7 +1,6 @@
 // `npm run cluster`: starts a throwaway primary with two streaming replicas (replica2
 // replays 1.5 s late), prints how to reach them, and stops them on Ctrl-C.
-import {LocalCluster} from '../test/helpers/cluster.js';
-import {clusterEnvironment} from '../test/helpers/shared-cluster.js';
+import {clusterEnvironment, LocalCluster} from './local-cluster/index.js';
 
 const cluster = await LocalCluster.start();
 for (const server of cluster.servers) {

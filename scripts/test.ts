@@ -3,8 +3,7 @@
 // `N passed, N failed` that CI reads. Extra arguments go to ava (`npm test -- test/x.ts`).
 import {spawn} from 'node:child_process';
 import {createInterface} from 'node:readline';
-import {LocalCluster} from '../test/helpers/cluster.js';
-import {clusterEnvironment} from '../test/helpers/shared-cluster.js';
+import {clusterEnvironment, LocalCluster} from './local-cluster/index.js';
 
 // test/package.ts loads the built package as users do. CI builds just before.
 if (!process.env.MULTIDB_TEST_SKIP_BUILD) {

@@ -5,7 +5,7 @@ import test from 'ava';
 import {QueryTypes} from 'sequelize';
 import {multidb} from '../source/index.js';
 import {runInNewFlow} from '../source/context.js';
-import {withClient} from './helpers/cluster.js';
+import {withClient} from '../scripts/local-cluster/index.js';
 import {eventually, ownCluster, reads, routerOn, steadyReads} from './helpers/faults.js';
 import {answeringServer, countBy, newSequelize} from './helpers/sequelize.js';
 

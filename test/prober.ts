@@ -5,7 +5,7 @@ import {setTimeout as delay} from 'node:timers/promises';
 import test from 'ava';
 import {QueryTypes} from 'sequelize';
 import {multidb} from '../source/index.js';
-import {withClient, type PostgresServer} from './helpers/cluster.js';
+import {withClient, type PostgresServer} from '../scripts/local-cluster/index.js';
 import {eventually, ownCluster, reads, routerOn, steadyReads, type ReadLoad} from './helpers/faults.js';
 import {answeringServer, countBy, newSequelize} from './helpers/sequelize.js';
 

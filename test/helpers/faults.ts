@@ -2,7 +2,7 @@
 import {setTimeout as delay} from 'node:timers/promises';
 import type {Sequelize} from 'sequelize';
 import {multidb, type MultiDbOptions} from '../../source/index.js';
-import {LocalCluster, type ClusterOptions} from './cluster.js';
+import {LocalCluster, type ClusterOptions} from '../../scripts/local-cluster/index.js';
 import {endpointsOf, type ClusterEndpoints} from './shared-cluster.js';
 import {answeringServer, newSequelize, type TestSequelizeOptions} from './sequelize.js';
 

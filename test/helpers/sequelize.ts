@@ -1,27 +1,8 @@
 // Sequelize instances wired to a test cluster, and ways to see which server answered.
-import {QueryTypes, Sequelize, type Options} from 'sequelize';
-import type {ClusterEndpoints, ServerEndpoint} from './shared-cluster.js';
+import {QueryTypes, type Sequelize} from 'sequelize';
+import type {ClusterEndpoints} from './shared-cluster.js';
 
-export interface TestSequelizeOptions extends Omit<Options, 'replication' | 'dialect'> {
-	/** The replicas to configure; `false` leaves `replication` out entirely. */
-	readonly replicas?: readonly ServerEndpoint[] | false;
-}
-
-/** A Sequelize instance on the cluster, configured the way users configure replication. */
-export function newSequelize(cluster: ClusterEndpoints, options: TestSequelizeOptions = {}): Sequelize {
-	const {replicas = cluster.replicas, ...rest} = options;
-	const {primary} = cluster;
-	const connection = (server: ServerEndpoint) => ({host: server.host, port: server.port, username: server.username, password: server.password});
-	const common: Options = {dialect: 'postgres', logging: false, ...rest};
-	if (replicas === false) {
-		return new Sequelize(primary.database, primary.username, primary.password, {...common, host: primary.host, port: primary.port});
-	}
-
-	return new Sequelize(primary.database, primary.username, primary.password, {
-		...common,
-		replication: {write: connection(primary), read: replicas.map(replica => connection(replica))},
-	});
-}
+export {newSequelize, type ClusterSequelizeOptions as TestSequelizeOptions} from '../../scripts/local-cluster/index.js';
 
 /** Names the server of the cluster listening on a port. */
 export function serverNamer(cluster: ClusterEndpoints): (port: number) => string {
