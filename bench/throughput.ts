@@ -1,64 +1,124 @@
 // Read throughput and latency through the router vs Sequelize's own replication, on the
-// same cluster with the same pool settings. Runs alternate between the two, so drift on a
-// shared machine hits both alike.
-import {multidb} from '../source/index.js';
-import {markdownTable, median, percentile, runFor, spread, whoAnswers, type BenchCluster} from './harness.js';
+// same cluster with the same pool settings, each side in its own long-lived process
+// (bench/throughput-worker.ts), measured alternately so drift on a shared machine hits both
+// alike; on each Node version asked for (official binaries from the npm registry).
+import {execFileSync, fork, type ChildProcess} from 'node:child_process';
+import {fileURLToPath} from 'node:url';
+import {clusterEnvironment} from '../scripts/local-cluster/index.js';
+import {nodeBinary} from '../scripts/node-binary.js';
+import {markdownTable, median, spread, type BenchCluster} from './harness.js';
 import type {BenchSection} from './section.js';
+import type {WorkerResult, WorkerRun} from './throughput-worker.js';
 
-const concurrencies = [1, 8, 64];
+const concurrencies = [1, 8, 32, 64];
 const runs = 5;
-const runMs = 2000;
+const runMs = 1500;
+const warmUpMs = 1000;
+/** `MULTIDB_BENCH_NODE_VERSIONS="20 24 26"` to choose. */
+const nodeVersions = (process.env.MULTIDB_BENCH_NODE_VERSIONS ?? '20 24').trim().split(/\s+/).map(Number);
+const settings = [
+	{label: 'one replica', replicas: 1, target: 0.98},
+	{label: 'two replicas', replicas: 2, target: 0.95},
+] as const;
 
 export async function throughput(cluster: BenchCluster): Promise<BenchSection> {
-	const twoReplicas = await compare(cluster, 'two replicas', cluster.endpoints.replicas, true);
-	// The same with one replica: the router's own cost, without the cost (on this machine)
-	// of spreading reads over two servers that share its two cores.
-	const oneReplica = await compare(cluster, 'one replica', cluster.endpoints.replicas.slice(0, 1), false);
+	const bodies: string[] = [];
+	const verdicts: Array<{figure: string; target: string; met: boolean}> = [];
+	for (const major of nodeVersions) {
+		const node = nodeBinary(major);
+		const version = execFileSync(node, ['--version'], {encoding: 'utf8'}).trim();
+		for (const setting of settings) {
+			console.log(`  Node ${version}, ${setting.label}...`);
+			const {table, ratios} = await compare(cluster, node, setting.replicas);
+			bodies.push(`Node ${version}, ${setting.label}:\n\n${table}`);
+			for (const [concurrency, ratio] of ratios) {
+				verdicts.push({figure: `read throughput ratio, Node ${version}, ${setting.label}, concurrency ${concurrency}: ${ratio.toFixed(3)}`, target: `>= ${setting.target}`, met: ratio >= setting.target});
+			}
+		}
+	}
+
 	return {
 		id: 'throughput',
 		title: 'Read throughput and latency: router vs Sequelize\'s own replication',
-		method: `\`SELECT inet_server_port()\` typed as a read, in closed loops at each concurrency, for ${runs} alternating runs of ${runMs / 1000} s per side after a 1 s warm-up; \`pool: {max: 10}\` for both (Sequelize shares one read pool of 10 across replicas; the router has a pool of 10 per replica). Reads/s are the median of the runs with min–max; latencies are the median over runs of each run's percentile. The one-replica table isolates the router's own cost: with two replicas, Sequelize keeps reusing warm connections to whichever replica they reach, while the router alternates servers query by query, and on this machine both replicas share the benchmark's two cores with the client.`,
-		body: `Two replicas (the target's setting):\n\n${twoReplicas.table}\n\nOne replica (the router's own overhead):\n\n${oneReplica.table}`,
-		verdicts: [...twoReplicas.verdicts, ...oneReplica.verdicts],
+		method: `\`SELECT inet_server_port()\` typed as a read, in closed loops at each concurrency; \`pool: {max: 10}\` for both (Sequelize shares one read pool of 10 across replicas; the router has a pool of 10 per replica). Each side runs in its own process (in one process, the router's AsyncLocalStorage would also tax the baseline's promises); after a ${warmUpMs / 1000} s warm-up of each, ${runs} runs of ${runMs / 1000} s per side alternate, the order flipped every run. Reads/s are the median of the runs with min–max; latencies the median over runs of each run's percentile; the ratio is the ratio of the medians, with the spread of the paired runs' ratios. One replica isolates the router's own cost; with two, the router alternates servers query by query while Sequelize keeps reusing warm connections to whichever replica they reached, and on this 2-core machine the primary, both replicas and the client share the cores.`,
+		body: bodies.join('\n\n'),
+		verdicts,
 	};
 }
 
-async function compare(cluster: BenchCluster, label: string, replicas: BenchCluster['endpoints']['replicas'], target: boolean) {
-	const native = cluster.connectTo(replicas);
-	const routed = cluster.connectTo(replicas);
-	multidb(routed);
+async function compare(cluster: BenchCluster, node: string, replicas: number): Promise<{table: string; ratios: Array<[number, number]>}> {
+	const [native, routed] = await Promise.all([Side.start(cluster, node, 'native', replicas), Side.start(cluster, node, 'routed', replicas)]);
 	const rows: string[][] = [];
-	const verdicts: Array<{figure: string; target: string; met: boolean}> = [];
+	const ratios: Array<[number, number]> = [];
 	try {
 		for (const concurrency of concurrencies) {
-			// Warm both: pools filled, JIT settled.
-			await runFor(1000, concurrency, async () => whoAnswers(native));
-			await runFor(1000, concurrency, async () => whoAnswers(routed));
-			const results = {native: [] as number[][], routed: [] as number[][]};
+			await native.run({concurrency, ms: warmUpMs});
+			await routed.run({concurrency, ms: warmUpMs});
+			const results = {native: [] as WorkerResult[], routed: [] as WorkerResult[]};
 			for (let run = 0; run < runs; run++) {
-				results.routed.push(await runFor(runMs, concurrency, async () => whoAnswers(routed)));
-				results.native.push(await runFor(runMs, concurrency, async () => whoAnswers(native)));
+				const order = run % 2 === 0 ? [routed, native] : [native, routed];
+				for (const side of order) {
+					results[side.mode].push(await side.run({concurrency, ms: runMs}));
+				}
 			}
 
-			const perSecond = (latencies: number[][]) => latencies.map(run => run.length / (runMs / 1000));
-			const ratios = results.routed.map((run, index) => run.length / results.native[index].length);
+			const perSecond = (list: readonly WorkerResult[]) => list.map(result => result.reads / (runMs / 1000));
+			const paired = results.routed.map((result, index) => result.reads / results.native[index].reads);
 			const ratio = median(perSecond(results.routed)) / median(perSecond(results.native));
+			ratios.push([concurrency, ratio]);
 			for (const mode of ['native', 'routed'] as const) {
 				rows.push([
 					String(concurrency),
 					mode === 'native' ? 'Sequelize replication' : 'sequelize-multidb',
 					spread(perSecond(results[mode])),
-					median(results[mode].map(run => percentile(run, 0.5))).toFixed(2),
-					median(results[mode].map(run => percentile(run, 0.99))).toFixed(2),
-					mode === 'routed' ? `**${ratio.toFixed(3)}** (paired runs ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})` : '1',
+					median(results[mode].map(result => result.p50)).toFixed(2),
+					median(results[mode].map(result => result.p99)).toFixed(2),
+					mode === 'routed' ? `**${ratio.toFixed(3)}** (paired runs ${Math.min(...paired).toFixed(3)}–${Math.max(...paired).toFixed(3)})` : '1',
 				]);
 			}
-
-			verdicts.push({figure: `read throughput ratio, ${label}, concurrency ${concurrency}: ${ratio.toFixed(3)}`, target: target ? '>= 0.98' : '>= 0.98 (overhead check)', met: ratio >= 0.98});
 		}
 	} finally {
-		await Promise.all([native.close(), routed.close()]);
+		await Promise.all([native.stop(), routed.stop()]);
 	}
 
-	return {table: markdownTable(['concurrency', 'reader', 'reads/s median (min–max)', 'p50 ms', 'p99 ms', 'ratio to Sequelize'], rows), verdicts};
+	return {table: markdownTable(['concurrency', 'reader', 'reads/s median (min–max)', 'p50 ms', 'p99 ms', 'ratio to Sequelize'], rows), ratios};
+}
+
+/** One side's worker process. */
+class Side {
+	static async start(cluster: BenchCluster, node: string, mode: 'native' | 'routed', replicas: number): Promise<Side> {
+		const child = fork(fileURLToPath(new URL('throughput-worker.ts', import.meta.url)), [mode, String(replicas)], {
+			execPath: node,
+			execArgv: ['--import', 'tsx'],
+			env: {...process.env, ...clusterEnvironment(cluster.local)},
+			stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+		});
+		await new Promise<void>((resolve, reject) => {
+			child.once('message', () => {
+				resolve();
+			});
+			child.once('exit', code => {
+				reject(new Error(`the ${mode} worker exited with ${code}`));
+			});
+		});
+		return new Side(child, mode);
+	}
+
+	private constructor(readonly child: ChildProcess, readonly mode: 'native' | 'routed') {}
+
+	async run(run: WorkerRun): Promise<WorkerResult> {
+		const result = new Promise<WorkerResult>(resolve => {
+			this.child.once('message', message => {
+				resolve(message as WorkerResult);
+			});
+		});
+		this.child.send(run);
+		return result;
+	}
+
+	async stop(): Promise<void> {
+		const exited = new Promise(resolve => this.child.once('exit', resolve));
+		this.child.send('stop');
+		await exited;
+	}
 }

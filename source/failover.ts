@@ -4,7 +4,6 @@
 // and the Koa pin, see them).
 import createDebug from 'debug';
 import {QueryTypes} from 'sequelize';
-import type {Consistency} from './consistency.js';
 import {currentScope, marksOf, type RoutingScope} from './context.js';
 import type {ReadDeadlines} from './deadline.js';
 import {classifyFailure, describeFailure} from './failure.js';
@@ -39,7 +38,6 @@ export interface FailoverOptions {
 	readonly pool: ReadPoolOfReplicas | undefined;
 	/** The router whose flow marks this sets. */
 	readonly router: object;
-	readonly consistency: Consistency;
 	readonly stats: StatsRecorder;
 	readonly deadlines: ReadDeadlines | undefined;
 	readonly prober: Prober | undefined;
@@ -57,17 +55,7 @@ export class Failover {
 	}
 
 	/** The installed `sequelize.query`. */
-	readonly query: QueryFunction = (sql, options) => {
-		const scope = currentScope();
-		if (scope?.consistency && this.#options.consistency.knownSystemId === undefined) {
-			// A token names its cluster: learn ours once before judging tokens. Without it
-			// (primary down), such reads go to the primary.
-			const run = () => this.#run(sql, options, scope, firstAttempt);
-			return this.#options.consistency.systemIdentifier().then(run, run);
-		}
-
-		return this.#run(sql, options, scope, firstAttempt);
-	};
+	readonly query: QueryFunction = (sql, options) => this.#run(sql, options, currentScope(), firstAttempt);
 
 	/** `getReplica().query`: a read on exactly this replica, never retried elsewhere. */
 	async queryOn(replica: Replica, sql: string, options: object): Promise<unknown> {
@@ -123,6 +111,7 @@ export class Failover {
 			primaryFailed: retry.primaryFailed === true,
 			excluded: retry.excluded,
 			forcedReplica,
+			identityAsked: false,
 			reason: undefined,
 			replica: undefined,
 			timedOut: false,

@@ -113,7 +113,6 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			originalQuery: sequelize.query.bind(sequelize) as (sql: unknown, options?: unknown) => Promise<unknown>,
 			pool: this.#pool,
 			router: this,
-			consistency: this.#consistency,
 			stats: this.#stats,
 			deadlines: this.#deadlines,
 			prober: this.#prober,

@@ -34,6 +34,8 @@ export interface ReadAttempt {
 	readonly excluded: ReadonlyMap<Replica, string> | undefined;
 	/** `getReplica().query`: exactly this replica. */
 	readonly forcedReplica: Replica | undefined;
+	/** The cluster's identity was asked for this read (to judge its tokens). */
+	identityAsked: boolean;
 	/** Why the read went where it did. */
 	reason: RouteReason | undefined;
 	/** The replica it runs on (only a read on a replica is retried elsewhere). */
@@ -90,6 +92,14 @@ export class ReadPoolOfReplicas implements ReadPool {
 		if (forced) {
 			attempt.reason = 'chosen-replica';
 			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection), rethrowAcquireError);
+		}
+
+		if (attempt.scope?.consistency && this.#options.consistency.knownSystemId === undefined && !attempt.identityAsked) {
+			// A token names its cluster: learn ours before judging tokens (once; without it,
+			// as with the primary down, such a read goes to the primary).
+			attempt.identityAsked = true;
+			const again = async () => this.acquireFor(attempt);
+			return this.#options.consistency.systemIdentifier().then(again, again);
 		}
 
 		const decision = decideRead({

@@ -190,3 +190,20 @@ test('stats tell reads on caught-up replicas from reads on the primary for want 
 	const reasons = db.stats().byReason;
 	t.is((reasons['caught-up'] ?? 0) + (reasons['not-caught-up'] ?? 0), 1);
 });
+
+test('a router that has not learned the cluster\'s identity yet honours a token from another one (a job in another process)', async t => {
+	t.timeout(20_000);
+	const writer = setup(t);
+	const id = await writeNote(writer.sequelize);
+	const token = await writer.db.consistencyToken();
+	// A fresh router, as in a job runner: its first query is a read under the token.
+	const {sequelize: reader, db} = setup(t);
+	const {found} = await withConsistency(token, async () => check(reader, cluster, id));
+	t.true(found);
+	// The token was judged (caught-up replica, or the primary while none had replayed it),
+	// not given up on as unjudgeable ('pinned').
+	const {byReason, queries} = db.stats();
+	t.is((byReason['caught-up'] ?? 0) + (byReason['not-caught-up'] ?? 0), 1, JSON.stringify(byReason));
+	// Two queries in all: the cluster's identity, asked once, and the read.
+	t.is(queries, 2, JSON.stringify(byReason));
+});

@@ -1,0 +1,42 @@
+// One side of the throughput comparison, in a process of its own: Sequelize's own
+// replication (`native`) or the router (`routed`), so that neither pays for the other (in
+// one process the router's AsyncLocalStorage would also tax the baseline's promises). The
+// parent (bench/throughput.ts) sends `{concurrency, ms}` and gets the run's latencies back.
+import {multidb} from '../source/index.js';
+import {endpointsFromEnvironment, newSequelize} from '../scripts/local-cluster/index.js';
+import {percentile, runFor, whoAnswers} from './harness.js';
+
+export interface WorkerRun {
+	readonly concurrency: number;
+	readonly ms: number;
+}
+
+export interface WorkerResult {
+	readonly reads: number;
+	readonly p50: number;
+	readonly p99: number;
+}
+
+const [mode, replicaCount] = [process.argv[2], Number(process.argv[3])];
+const endpoints = endpointsFromEnvironment();
+if (!endpoints || (mode !== 'native' && mode !== 'routed') || !(replicaCount > 0)) {
+	throw new TypeError('Usage: throughput-worker.ts native|routed <replicas>, with MULTIDB_TEST_PRIMARY/REPLICAS set');
+}
+
+const sequelize = newSequelize(endpoints, {pool: {max: 10}, replicas: endpoints.replicas.slice(0, replicaCount)});
+if (mode === 'routed') {
+	multidb(sequelize);
+}
+
+process.on('message', (message: WorkerRun | 'stop') => {
+	if (message === 'stop') {
+		void sequelize.close().then(() => process.exit(0));
+		return;
+	}
+
+	void runFor(message.ms, message.concurrency, async () => whoAnswers(sequelize)).then(latencies => {
+		const result: WorkerResult = {reads: latencies.length, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99)};
+		process.send?.(result);
+	});
+});
+process.send?.('ready');
