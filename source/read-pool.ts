@@ -13,7 +13,7 @@ import type {EmitEvent} from './events.js';
 import {classifyFailure, describeFailure} from './failure.js';
 import {isLockingRead} from './query-kind.js';
 import {replicaOf, type Replica} from './replica.js';
-import {decideRead, lastResortOrder, pickReplica, type ReadDecision} from './routing-policy.js';
+import {decideRead, lastResortOrder, pickReplica, type ReadDecision, type ReadFacts} from './routing-policy.js';
 import {asAcquireError, type PooledConnection, type ReadPool} from './sequelize-internals.js';
 import type {RouteReason} from './stats.js';
 
@@ -102,13 +102,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			return this.#options.consistency.systemIdentifier().then(again, again);
 		}
 
-		const decision = decideRead({
-			pinned: readsPinned(attempt.scope, this.#options.router),
-			required: this.#options.consistency.concerns(attempt.scope) ? this.#options.consistency.requiredPosition(attempt.scope) : undefined,
-			locking: isLockingRead(attempt.sql),
-			misroutedWrite: attempt.misroutedWrite,
-			transaction: false,
-		});
+		const decision = decideRead(this.#facts(attempt.scope, isLockingRead(attempt.sql), attempt.misroutedWrite, false));
 		attempt.reason = decision.reason;
 		if (decision.target === 'primary') {
 			return this.#options.primaryPool.acquire().catch(rethrowAcquireError);
@@ -143,13 +137,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			return this.acquireFor(pending);
 		}
 
-		const decision = decideRead({
-			pinned: readsPinned(scope, this.#options.router),
-			required: this.#options.consistency.concerns(scope) ? this.#options.consistency.requiredPosition(scope) : undefined,
-			locking: false,
-			misroutedWrite: false,
-			transaction: true,
-		});
+		const decision = decideRead(this.#facts(scope, false, false, true));
 		return decision.target === 'primary' ? this.#options.primaryPool.acquire() : this.#acquireSlowly(undefined, undefined, decision);
 	}
 
@@ -173,6 +161,12 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 	async destroyAllNow(): Promise<void> {
 		await Promise.all([this.#options.nativePool.destroyAllNow(), ...this.replicas.map(async replica => replica.pool.destroyAllNow())]);
+	}
+
+	/** What the scope asks of a read, and what the read is, as the policy takes them. */
+	#facts(scope: RoutingScope | undefined, locking: boolean, misroutedWrite: boolean, transaction: boolean): ReadFacts {
+		const {consistency} = this.#options;
+		return {pinned: readsPinned(scope, this.#options.router), required: consistency.concerns(scope) ? consistency.requiredPosition(scope) : undefined, locking, misroutedWrite, transaction};
 	}
 
 	#next(excluded: ReadonlyMap<Replica, string> | undefined, minLsn: bigint | undefined): Replica | undefined {
