@@ -8,8 +8,10 @@
 // necessarily the server. The replica is skipped while a probe (a fresh connection that must
 // answer `SELECT 1`) decides; only a failed probe takes it out of rotation. Out of rotation,
 // it is probed again on a short back-off and rejoins when it answers. A replica that goes
-// down again soon after rejoining is flapping: it is probed less often, and must answer
-// several probes in a row before it serves reads again.
+// down again soon after rejoining is flapping: it is probed less often while down, and once
+// it answers it must keep answering, probed every half second, for 5 s in a row before it
+// serves reads again (a few answered probes could all fall in the up phases of a server
+// that restarts every second).
 import {describeFailure} from './failure.js';
 
 /** Probe back-off while down: the first retry after this, doubling per failed probe. */
@@ -18,8 +20,10 @@ export const firstProbeDelayMs = 200;
 export const maxProbeDelayMs = 1000;
 /** The cap for a flapping replica. */
 export const maxFlappingProbeDelayMs = 5000;
-/** Answered probes in a row a flapping replica needs to rejoin (one otherwise). */
-export const flappingStreak = 3;
+/** How long a flapping replica must keep answering before it rejoins (one answer otherwise)... */
+export const flappingStableMs = 5000;
+/** ...probed this often meanwhile (±20 % jitter), so that a short outage is seen. */
+export const flappingProbeIntervalMs = 500;
 
 export type HealthState = 'up' | 'suspect' | 'down';
 
@@ -34,7 +38,8 @@ export class ReplicaHealth {
 	#state: HealthState = 'up';
 	/** Failed probes of the current episode, carried over into the next while flapping. */
 	#failedProbes = 0;
-	#answeredProbes = 0;
+	/** While down and flapping: since when every probe has answered. */
+	#answeringSince: number | undefined;
 	#flapping = false;
 	#nextProbeAt = 0;
 	#rejoinedAt = Number.NEGATIVE_INFINITY;
@@ -111,8 +116,8 @@ export class ReplicaHealth {
 		}
 
 		this.#failedProbes++;
-		this.#answeredProbes = 0;
-		this.#nextProbeAt = now + this.#backoff();
+		this.#answeringSince = undefined;
+		this.#nextProbeAt = now + this.#jittered(this.#backoff());
 		return {wentDown};
 	}
 
@@ -129,16 +134,16 @@ export class ReplicaHealth {
 			return {};
 		}
 
-		this.#answeredProbes++;
-		if (this.#answeredProbes < (this.#flapping ? flappingStreak : 1)) {
-			this.#nextProbeAt = now + this.#backoff();
+		this.#answeringSince ??= now;
+		if (this.#flapping && now - this.#answeringSince < flappingStableMs) {
+			this.#nextProbeAt = now + this.#jittered(flappingProbeIntervalMs);
 			return {};
 		}
 
 		this.#state = 'up';
 		this.#rejoinedAt = now;
 		this.#lastError = undefined;
-		this.#answeredProbes = 0;
+		this.#answeringSince = undefined;
 		return {cameBack: true};
 	}
 
@@ -154,10 +159,14 @@ export class ReplicaHealth {
 		return this.replayLsn !== undefined && this.replayLsn >= lsn;
 	}
 
-	/** Doubling from `firstProbeDelayMs` per failed probe, capped, with ±20 % jitter. */
+	/** Doubling from `firstProbeDelayMs` per failed probe, capped. */
 	#backoff(): number {
 		const cap = this.#flapping ? maxFlappingProbeDelayMs : maxProbeDelayMs;
-		const delay = Math.min(firstProbeDelayMs * (2 ** Math.min(this.#failedProbes - 1, 16)), cap);
-		return Math.round(delay * (0.8 + (this.random() * 0.4)));
+		return Math.min(firstProbeDelayMs * (2 ** Math.min(this.#failedProbes - 1, 16)), cap);
+	}
+
+	/** ±20 %, so the processes of a fleet do not probe in lockstep. */
+	#jittered(delayMs: number): number {
+		return Math.round(delayMs * (0.8 + (this.random() * 0.4)));
 	}
 }

@@ -14,7 +14,7 @@ export interface MultiDbOptions {
 	 * fresh connection that must answer `SELECT 1`), and rejoins as soon as a probe answers
 	 * (probed 200 ms after leaving, then at most every second). One that leaves rotation again
 	 * within `cooldownMs` of rejoining is flapping: it is probed at most every 5 s and must
-	 * answer 3 probes in a row to rejoin. 0 turns flap damping off.
+	 * keep answering (probed every 0.5 s) for 5 s in a row to rejoin. 0 turns flap damping off.
 	 * @default 30_000
 	 */
 	readonly cooldownMs?: number;

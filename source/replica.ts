@@ -42,7 +42,7 @@ export interface ReplicaStatus extends ReplicaInfo {
 	readonly quarantinedUntil: Date | undefined;
 	/** Failed probes in a row (0 when healthy). */
 	readonly failures: number;
-	/** It went down again soon after rejoining (within `cooldownMs`): probed less often, it needs 3 answered probes in a row to rejoin. */
+	/** It went down again soon after rejoining (within `cooldownMs`): probed less often, it must keep answering for 5 s in a row to rejoin. */
 	readonly flapping: boolean;
 	readonly lastError: string | undefined;
 	/** Last lag the monitor measured; undefined before its first probe. */

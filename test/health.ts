@@ -1,6 +1,6 @@
 // The health state machine, with its clock and jitter given: no server needed.
 import test from 'ava';
-import {firstProbeDelayMs, flappingStreak, maxFlappingProbeDelayMs, maxProbeDelayMs, ReplicaHealth} from '../source/health.js';
+import {firstProbeDelayMs, flappingProbeIntervalMs, flappingStableMs, maxFlappingProbeDelayMs, maxProbeDelayMs, ReplicaHealth} from '../source/health.js';
 
 /** Jitter pinned to its middle: back-offs come out exact. */
 const noJitter = () => 0.5;
@@ -62,7 +62,7 @@ test('back-off jitter stays within ±20 %', t => {
 	}
 });
 
-test('a replica that goes down again within the flap window needs answered probes in a row, and backs off further', t => {
+test('a replica that goes down again within the flap window backs off further, and must keep answering for 5 s to rejoin', t => {
 	const health = new ReplicaHealth(10_000, noJitter);
 	let now = 0;
 	const goDown = () => {
@@ -84,20 +84,21 @@ test('a replica that goes down again within the flap window needs answered probe
 	}
 
 	t.is(health.nextProbeAt - now, maxFlappingProbeDelayMs);
-	for (let answered = 1; answered < flappingStreak; answered++) {
-		now = health.nextProbeAt;
-		t.deepEqual(health.probeSucceeded(now), {}, `answered probe ${answered}`);
-		t.is(health.state, 'down');
+	// Answering: probed every half second, it must answer for 5 s in a row.
+	const answeringFrom = health.nextProbeAt;
+	for (now = answeringFrom; now - answeringFrom < flappingStableMs; now = health.nextProbeAt) {
+		t.deepEqual(health.probeSucceeded(now), {}, `answered at +${now - answeringFrom} ms`);
+		t.is(health.nextProbeAt - now, flappingProbeIntervalMs);
 	}
 
-	// A failure in the middle of a streak starts it over.
-	now = health.nextProbeAt;
+	// One failure in the middle starts it over.
 	health.probeFailed(new Error('refused'), now);
-	for (let answered = 1; answered <= flappingStreak; answered++) {
-		now = health.nextProbeAt;
-		t.deepEqual(health.probeSucceeded(now), answered === flappingStreak ? {cameBack: true} : {});
+	const again = health.nextProbeAt;
+	for (now = again; now - again < flappingStableMs; now = health.nextProbeAt) {
+		t.deepEqual(health.probeSucceeded(now), {});
 	}
 
+	t.deepEqual(health.probeSucceeded(now), {cameBack: true});
 	// Outside the window, the next episode is an ordinary one again.
 	now += 10_001;
 	goDown();

@@ -98,8 +98,8 @@ test.serial('a replica that flaps (stopped and started every second) is held out
 	const downs = events.filter(event => event.startsWith('down')).length;
 	t.log(`${Math.round((Date.now() - started) / 1000)} s of flapping: replicaDown ${downs}, replicaUp ${events.filter(event => event.startsWith('up')).length}, reads attempted ${result.attempted}, failed ${result.failed}, per server ${JSON.stringify(result.servers)}, failovers ${JSON.stringify(db.stats().failovers)}, replica1 reads at each stop ${JSON.stringify(servedAt)}`);
 	t.is(result.failed, 0, result.errors.join('\n'));
-	// Down, back once, down again: then flapping, it needs 3 answered probes in a row, up to
-	// 5 s apart, which a server up for half a second at a time never gives.
+	// Down, back once, down again: then flapping, it must answer every probe for 5 s in a
+	// row, which a server up for half a second at a time never does.
 	t.true(downs <= 2, events.join(', '));
 	t.true(events.filter(event => event.startsWith('up')).length <= 1, events.join(', '));
 	t.is(db.replicas[0].state, 'quarantined');
