@@ -44,8 +44,6 @@ export interface RoutingScope {
 	readonly flow?: FlowState;
 	/** Consistency tokens from `withConsistency`, innermost last. */
 	readonly consistency?: readonly string[];
-	/** A routed read taking Sequelize's own acquire path (its pool hooks, its first connection): the read pool finds its attempt here. */
-	readonly attempt?: {readonly pool: object};
 }
 
 // One storage per process, however many copies of this package are loaded: the ESM and
@@ -93,11 +91,6 @@ export function newFlow(owner?: object): FlowState {
 
 export function currentScope(): RoutingScope | undefined {
 	return storage.getStore();
-}
-
-/** Runs `fn` in a scope derived from the current one. */
-export function runInScope<T>(scope: RoutingScope, fn: () => T): T {
-	return storage.run(scope, fn);
 }
 
 /** Runs `fn` as a new flow (a request): nothing the caller pinned or wrote carries in. */

@@ -26,7 +26,7 @@ export function install({sequelize, failover, pool, close}: Installation): void 
 	}
 
 	if (pool) {
-		routeReadConnections<ReadAttempt>(sequelize, async attempt => pool.acquireFor(attempt), async (attempt, acquire) => pool.withPendingAttempt(attempt, acquire));
+		routeReadConnections(sequelize, async attempt => pool.acquireFor(attempt as ReadAttempt));
 	}
 
 	define(sequelize, 'query', failover.query);

@@ -6,7 +6,7 @@
 import createDebug from 'debug';
 import type {CatchUp} from './catch-up.js';
 import type {Consistency} from './consistency.js';
-import {currentScope, readsPinned, runInScope, type RoutingScope} from './context.js';
+import {currentScope, readsPinned, type RoutingScope} from './context.js';
 import {abortConnection, type ReadDeadlines, type WatchedRead} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import type {EmitEvent} from './events.js';
@@ -119,24 +119,13 @@ export class ReadPoolOfReplicas implements ReadPool {
 		}, async (error: unknown) => this.#acquireSlowly(attempt, this.#connectFailed(replica, error, attempt.excluded), decision));
 	}
 
-	/** Runs `fn` (Sequelize's own acquire path) with `attempt` where `acquire()` will find it. */
-	withPendingAttempt<T>(attempt: ReadAttempt, fn: () => T): T {
-		return runInScope({primaryOnly: false, ...attempt.scope, attempt}, fn);
-	}
-
 	/**
-	 * Sequelize's dispatcher asks here for every connection of type SELECT without
-	 * `useMaster`: a `readOnly` transaction, or a routed read that took Sequelize's own path
-	 * (`withPendingAttempt`). A transaction is never retried; its replica is the first usable
-	 * one (connect failures skipped), else the primary.
+	 * Sequelize's dispatcher asks here for a connection of type SELECT without `useMaster`
+	 * that is not a routed read: a `readOnly` transaction's. It is never retried; its replica
+	 * is the first usable one (connect failures skipped), else the primary.
 	 */
 	acquire(): Promise<PooledConnection> {
 		const scope = currentScope();
-		const pending = scope?.attempt as ReadAttempt | undefined;
-		if (pending?.pool === this) {
-			return this.acquireFor(pending);
-		}
-
 		const decision = decideRead(this.#facts(scope, false, false, true));
 		return decision.target === 'primary' ? this.#options.primaryPool.acquire() : this.#acquireSlowly(undefined, undefined, decision);
 	}

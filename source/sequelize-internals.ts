@@ -147,23 +147,43 @@ interface ConnectionManagerWithGetConnection {
 /**
  * Takes over `getConnection` for this instance's routed reads: a query typed SELECT, without
  * `useMaster`, that carries an attempt goes straight to `acquireFor`, without the promise
- * and hook round of Sequelize's own path. Where that path does more than acquire (the first
- * connection, which reads the server version; `beforePoolAcquire`/`afterPoolAcquire`
- * hooks), the read takes it, with `viaSequelize`.
+ * and hook round of Sequelize's own path. What that path does besides acquiring is done
+ * here the same way: the first connection waits for Sequelize's server-version probe, and
+ * `beforePoolAcquire`/`afterPoolAcquire` hooks run around the acquire where there are any.
+ * (No AsyncLocalStorage scope is entered: on Node 20, a first `run()` would switch on
+ * promise hooks that tax every promise of the process from then on.)
  */
-export function routeReadConnections<Attempt>(sequelize: Sequelize, acquireFor: (attempt: Attempt) => Promise<PooledConnection>, viaSequelize: (attempt: Attempt, acquire: () => Promise<PooledConnection>) => Promise<PooledConnection>): void {
-	const manager = connectionManagerOf(sequelize) as unknown as ConnectionManagerWithGetConnection;
+export function routeReadConnections(sequelize: Sequelize, acquireFor: (attempt: unknown) => Promise<PooledConnection>): void {
+	const manager = connectionManagerOf(sequelize) as unknown as ConnectionManagerWithGetConnection & {releaseConnection(connection: PooledConnection): void};
 	const getConnection = manager.getConnection.bind(manager);
-	const instance = sequelize as unknown as {options: {databaseVersion?: unknown}; hasHook(name: string): boolean};
+	const instance = sequelize as unknown as {options: {databaseVersion?: unknown}; hasHook(name: string): boolean; runHooks(name: string, ...arguments_: unknown[]): Promise<void>};
+	let versionKnown: Promise<void> | undefined;
+	const acquireRead = async (options: AcquireOptions, attempt: unknown): Promise<PooledConnection> => {
+		if (instance.options.databaseVersion === 0) {
+			// Sequelize probes the server version on its first connection, on the primary.
+			versionKnown ??= getConnection({type: 'RAW', useMaster: true}).then(connection => {
+				manager.releaseConnection(connection);
+			}).finally(() => {
+				versionKnown = undefined;
+			});
+			await versionKnown;
+		}
+
+		await instance.runHooks('beforePoolAcquire', options);
+		const connection = await acquireFor(attempt);
+		await instance.runHooks('afterPoolAcquire', connection, options);
+		return connection;
+	};
+
 	Object.defineProperty(manager, 'getConnection', {
 		value(options?: AcquireOptions): Promise<PooledConnection> {
-			const attempt = options?.[attemptKey] as Attempt | undefined;
+			const attempt = options?.[attemptKey];
 			if (attempt === undefined || options?.type !== 'SELECT' || options.useMaster === true) {
 				return getConnection(options);
 			}
 
 			if (instance.options.databaseVersion === 0 || instance.hasHook('beforePoolAcquire') || instance.hasHook('afterPoolAcquire')) {
-				return viaSequelize(attempt, async () => getConnection(options));
+				return acquireRead(options, attempt);
 			}
 
 			return acquireFor(attempt);

@@ -159,6 +159,22 @@ test('beforeConnect and afterConnect hooks fire for replica connections', async 
 	t.deepEqual([...new Set(after)].filter(port => port !== cluster.primary.port).sort(), replicaPorts);
 });
 
+test('beforePoolAcquire and afterPoolAcquire hooks fire for routed reads, which still go to the replicas', async t => {
+	const sequelize = setup(t);
+	const seen: string[] = [];
+	sequelize.addHook('beforePoolAcquire', options => {
+		seen.push(`before ${String((options as {type?: string} | undefined)?.type)}`);
+	});
+	sequelize.addHook('afterPoolAcquire', (connection, options) => {
+		seen.push(`after ${String((options as {type?: string} | undefined)?.type)} ${(connection as {queryType?: string}).queryType ?? ''}`);
+	});
+	multidb(sequelize);
+	// The very first read also waits for Sequelize's server-version probe.
+	const servers = await sequentialReads(sequelize, 2);
+	t.true(servers.every(server => server.startsWith('replica')), servers.join());
+	t.deepEqual(seen.slice(-4), ['before SELECT', 'after SELECT read', 'before SELECT', 'after SELECT read']);
+});
+
 test('pool options apply to each replica: max 1 means one connection per replica', async t => {
 	const sequelize = setup(t, {pool: {max: 1}});
 	multidb(sequelize);
