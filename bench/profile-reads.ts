@@ -9,7 +9,7 @@ const cluster = await startBenchCluster();
 // `-one` modes configure a single replica: per-query alternation between servers aside.
 const sequelize = mode.endsWith('-one') ? cluster.connectTo([cluster.endpoints.replicas[0]]) : cluster.connect();
 if (mode.startsWith('routed')) {
-	multidb(sequelize);
+	multidb(sequelize, JSON.parse(process.env.MULTIDB_OPTIONS ?? '{}') as object);
 }
 
 if (mode.startsWith('native-als')) {
@@ -23,12 +23,14 @@ try {
 	}
 
 	const started = performance.now();
+	const cpu = process.cpuUsage();
 	for (let index = 0; index < reads; index++) {
 		await whoAnswers(sequelize);
 	}
 
+	const {user, system} = process.cpuUsage(cpu);
 	const elapsed = performance.now() - started;
-	console.log(`${mode}: ${reads} reads in ${elapsed.toFixed(0)} ms, ${(elapsed * 1000 / reads).toFixed(1)} µs per read`);
+	console.log(`${mode}: ${reads} reads in ${elapsed.toFixed(0)} ms, ${(elapsed * 1000 / reads).toFixed(1)} µs per read, client CPU ${((user + system) / reads).toFixed(1)} µs per read`);
 } finally {
 	await sequelize.close();
 	await cluster.stop();

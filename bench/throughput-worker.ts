@@ -15,6 +15,8 @@ export interface WorkerResult {
 	readonly reads: number;
 	readonly p50: number;
 	readonly p99: number;
+	/** This process's CPU time (user + system) per read, in µs: the client's own cost. */
+	readonly cpuPerRead: number;
 }
 
 const [mode, replicaCount] = [process.argv[2], Number(process.argv[3])];
@@ -34,8 +36,10 @@ process.on('message', (message: WorkerRun | 'stop') => {
 		return;
 	}
 
+	const cpu = process.cpuUsage();
 	void runFor(message.ms, message.concurrency, async () => whoAnswers(sequelize)).then(latencies => {
-		const result: WorkerResult = {reads: latencies.length, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99)};
+		const {user, system} = process.cpuUsage(cpu);
+		const result: WorkerResult = {reads: latencies.length, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), cpuPerRead: (user + system) / Math.max(1, latencies.length)};
 		process.send?.(result);
 	});
 });

@@ -11,8 +11,8 @@ import type {BenchSection} from './section.js';
 import type {WorkerResult, WorkerRun} from './throughput-worker.js';
 
 const concurrencies = [1, 8, 32, 64];
-const runs = 5;
-const runMs = 1500;
+const runs = 9;
+const runMs = 1000;
 const warmUpMs = 1000;
 /** `MULTIDB_BENCH_NODE_VERSIONS="20 24 26"` to choose. */
 const nodeVersions = (process.env.MULTIDB_BENCH_NODE_VERSIONS ?? '20 24').trim().split(/\s+/).map(Number);
@@ -40,7 +40,7 @@ export async function throughput(cluster: BenchCluster): Promise<BenchSection> {
 	return {
 		id: 'throughput',
 		title: 'Read throughput and latency: router vs Sequelize\'s own replication',
-		method: `\`SELECT inet_server_port()\` typed as a read, in closed loops at each concurrency; \`pool: {max: 10}\` for both (Sequelize shares one read pool of 10 across replicas; the router has a pool of 10 per replica). Each side runs in its own process (in one process, the router's AsyncLocalStorage would also tax the baseline's promises); after a ${warmUpMs / 1000} s warm-up of each, ${runs} runs of ${runMs / 1000} s per side alternate, the order flipped every run. Reads/s are the median of the runs with min–max; latencies the median over runs of each run's percentile; the ratio is the ratio of the medians, with the spread of the paired runs' ratios. One replica isolates the router's own cost; with two, the router alternates servers query by query while Sequelize keeps reusing warm connections to whichever replica they reached, and on this 2-core machine the primary, both replicas and the client share the cores.`,
+		method: `\`SELECT inet_server_port()\` typed as a read, in closed loops at each concurrency; \`pool: {max: 10}\` for both (Sequelize shares one read pool of 10 across replicas; the router has a pool of 10 per replica). Each side runs in its own process (in one process, the router's AsyncLocalStorage would also tax the baseline's promises); after a ${warmUpMs / 1000} s warm-up of each, ${runs} runs of ${runMs / 1000} s per side alternate, the order flipped every run. Reads/s are the median of the runs with min–max; latencies the median over runs of each run's percentile; the ratio is the ratio of the medians, with the spread of the paired runs' ratios. Client CPU per read is each worker's own CPU time (user + system) over its reads: the router's cost without the servers' scheduling. One replica isolates the router's own cost; with two, the router alternates servers query by query while Sequelize keeps reusing warm connections to whichever replica they reached, and on this 2-core machine the primary, both replicas and the client share the cores.`,
 		body: bodies.join('\n\n'),
 		verdicts,
 	};
@@ -73,6 +73,7 @@ async function compare(cluster: BenchCluster, node: string, replicas: number): P
 					spread(perSecond(results[mode])),
 					median(results[mode].map(result => result.p50)).toFixed(2),
 					median(results[mode].map(result => result.p99)).toFixed(2),
+					median(results[mode].map(result => result.cpuPerRead)).toFixed(1),
 					mode === 'routed' ? `**${ratio.toFixed(3)}** (paired runs ${Math.min(...paired).toFixed(3)}–${Math.max(...paired).toFixed(3)})` : '1',
 				]);
 			}
@@ -81,7 +82,7 @@ async function compare(cluster: BenchCluster, node: string, replicas: number): P
 		await Promise.all([native.stop(), routed.stop()]);
 	}
 
-	return {table: markdownTable(['concurrency', 'reader', 'reads/s median (min–max)', 'p50 ms', 'p99 ms', 'ratio to Sequelize'], rows), ratios};
+	return {table: markdownTable(['concurrency', 'reader', 'reads/s median (min–max)', 'p50 ms', 'p99 ms', 'client CPU µs/read', 'ratio to Sequelize'], rows), ratios};
 }
 
 /** One side's worker process. */
