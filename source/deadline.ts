@@ -18,10 +18,9 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
 	}
 }
 
-/** One watched read: expires at `deadline` (epoch ms) unless `done()` comes first. */
+/** One watched read: it expires at `deadline` (epoch ms) unless `done()` comes first. */
 export interface WatchedRead {
-	readonly deadline: number;
-	readonly onExpire: () => void;
+	deadline: number;
 }
 
 /**
@@ -29,17 +28,20 @@ export interface WatchedRead {
  * read costs more than the rest of the router's work on a fast query). A read is caught
  * between `timeoutMs` and `timeoutMs` plus a quarter of it after it started.
  */
-export class ReadDeadlines {
-	readonly #reads = new Set<WatchedRead>();
+export class ReadDeadlines<Read extends WatchedRead> {
+	readonly #reads = new Set<Read>();
 	readonly #sweepMs: number;
+	readonly #onExpire: (read: Read) => void;
 	#timer: NodeJS.Timeout | undefined;
 
-	constructor(readonly timeoutMs: number) {
+	/** @param onExpire Called once for a read past its deadline (the read itself is the watched item: nothing is allocated per read). */
+	constructor(readonly timeoutMs: number, onExpire: (read: Read) => void) {
 		this.#sweepMs = Math.min(1000, Math.max(20, Math.round(timeoutMs / 4)));
+		this.#onExpire = onExpire;
 	}
 
-	watch(onExpire: () => void): WatchedRead {
-		const read = {deadline: Date.now() + this.timeoutMs, onExpire};
+	watch(read: Read): void {
+		read.deadline = Date.now() + this.timeoutMs;
 		this.#reads.add(read);
 		if (!this.#timer) {
 			this.#timer = setInterval(() => {
@@ -48,14 +50,10 @@ export class ReadDeadlines {
 			// Never keep the process alive for the sweep's sake.
 			this.#timer.unref();
 		}
-
-		return read;
 	}
 
-	done(read: WatchedRead | undefined): void {
-		if (read) {
-			this.#reads.delete(read);
-		}
+	done(read: Read): void {
+		this.#reads.delete(read);
 	}
 
 	stop(): void {
@@ -75,7 +73,7 @@ export class ReadDeadlines {
 		for (const read of this.#reads) {
 			if (read.deadline <= now) {
 				this.#reads.delete(read);
-				read.onExpire();
+				this.#onExpire(read);
 			}
 		}
 	}

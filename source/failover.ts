@@ -39,7 +39,7 @@ export interface FailoverOptions {
 	/** The router whose flow marks this sets. */
 	readonly router: object;
 	readonly stats: StatsRecorder;
-	readonly deadlines: ReadDeadlines | undefined;
+	readonly deadlines: ReadDeadlines<ReadAttempt> | undefined;
 	readonly prober: Prober | undefined;
 	/** Sequelize's `options.query`: defaults merged into every query's options. */
 	readonly queryDefaults: QueryFacts;
@@ -64,7 +64,10 @@ export class Failover {
 		try {
 			return await this.#options.originalQuery(sql, attempt ? {...typed, [attemptKey]: attempt} : typed);
 		} finally {
-			this.#options.deadlines?.done(attempt?.deadline);
+			if (attempt) {
+				this.#options.deadlines?.done(attempt);
+			}
+
 			this.#account(attempt, sql, typed, attempt?.scope);
 		}
 	}
@@ -81,11 +84,17 @@ export class Failover {
 		const attempt = this.#attempt(sql, scope, retry, undefined);
 		const routedOptions = attempt ? {...options as object, [attemptKey]: attempt} : options;
 		return this.#options.originalQuery(sql, routedOptions).then(result => {
-			this.#options.deadlines?.done(attempt?.deadline);
+			if (attempt) {
+				this.#options.deadlines?.done(attempt);
+			}
+
 			this.#account(attempt, sql, options, scope);
 			return result;
 		}, (error: unknown) => {
-			this.#options.deadlines?.done(attempt?.deadline);
+			if (attempt) {
+				this.#options.deadlines?.done(attempt);
+			}
+
 			// A failed query counts too: a write may have committed before its connection died.
 			this.#account(attempt, sql, options, scope);
 			const again = attempt && this.#retryAfter(attempt, error, scope, retry);
@@ -115,7 +124,8 @@ export class Failover {
 			reason: undefined,
 			replica: undefined,
 			timedOut: false,
-			deadline: undefined,
+			deadline: 0,
+			connection: undefined,
 		};
 	}
 

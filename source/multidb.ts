@@ -15,7 +15,7 @@ import {install, nativePools} from './install.js';
 import {LagMonitor} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {Prober} from './prober.js';
-import {ReadPoolOfReplicas} from './read-pool.js';
+import {readPastDeadline, ReadPoolOfReplicas, type ReadAttempt} from './read-pool.js';
 import type {ReplicaInfo, ReplicaStatus} from './replica.js';
 import {createReplicas} from './replica-set.js';
 import {checkSequelize, clsTransactionOf, configuredReplicas, connectionManagerOf, looksLikeSequelize, queryDefaultsOf} from './sequelize-internals.js';
@@ -48,7 +48,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly #pool: ReadPoolOfReplicas | undefined;
 	readonly #monitor: LagMonitor | undefined;
 	readonly #prober: Prober | undefined;
-	readonly #deadlines: ReadDeadlines | undefined;
+	readonly #deadlines: ReadDeadlines<ReadAttempt> | undefined;
 	readonly #stats: StatsRecorder;
 	readonly #consistency: Consistency;
 	readonly #failover: Failover;
@@ -74,7 +74,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			const replicas = createReplicas(configs, {manager, flapWindowMs: options.cooldownMs, maxLagMs: options.maxLagMs, maxLagBytes: options.maxLagBytes, emit, connectTimeoutMs: options.connectTimeoutMs, shuffle: options.shuffle});
 			const prober = new Prober({manager, timeoutMs: options.connectTimeoutMs});
 			this.#prober = prober;
-			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs) : undefined;
+			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs, readPastDeadline) : undefined;
 			this.#pool = new ReadPoolOfReplicas({
 				replicas,
 				router: this,

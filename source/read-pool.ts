@@ -7,7 +7,7 @@ import createDebug from 'debug';
 import type {CatchUp} from './catch-up.js';
 import type {Consistency} from './consistency.js';
 import {currentScope, readsPinned, type RoutingScope} from './context.js';
-import {abortConnection, type ReadDeadlines, type WatchedRead} from './deadline.js';
+import {abortConnection, type ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import type {EmitEvent} from './events.js';
 import {classifyFailure, describeFailure} from './failure.js';
@@ -42,7 +42,10 @@ export interface ReadAttempt {
 	replica: Replica | undefined;
 	/** The read timeout fired and cut the connection. */
 	timedOut: boolean;
-	deadline: WatchedRead | undefined;
+	/** While watched: when the read times out (epoch ms). */
+	deadline: number;
+	/** The connection the read runs on, to cut past its deadline. */
+	connection: PooledConnection | undefined;
 }
 
 export interface ReadPoolOptions {
@@ -58,7 +61,7 @@ export interface ReadPoolOptions {
 	/** The primary's pool, for reads no replica can serve. */
 	readonly primaryPool: ReadPool;
 	/** Deadlines of reads on replicas (`readTimeoutMs`); undefined when reads have no time limit. */
-	readonly deadlines: ReadDeadlines | undefined;
+	readonly deadlines: ReadDeadlines<ReadAttempt> | undefined;
 	/** A replica failed to give a connection (the prober takes it from there). */
 	readonly onConnectFailure: (replica: Replica, error: unknown) => void;
 	readonly emit: EmitEvent;
@@ -268,15 +271,14 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 	/**
 	 * Notes on the attempt which replica its read runs on (only such reads are retried) and
-	 * watches the read's deadline: past it, the connection is cut and the read fails over.
+	 * watches the read's deadline: past it, the connection is cut (`readPastDeadline`) and
+	 * the read fails over.
 	 */
 	#watched(attempt: ReadAttempt | undefined, replica: Replica, connection: PooledConnection): PooledConnection {
 		if (attempt) {
 			attempt.replica = replica;
-			attempt.deadline = this.#options.deadlines?.watch(() => {
-				attempt.timedOut = true;
-				abortConnection(connection);
-			});
+			attempt.connection = connection;
+			this.#options.deadlines?.watch(attempt);
 		}
 
 		return connection;
@@ -285,4 +287,12 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 function rethrowAcquireError(error: unknown): never {
 	throw asAcquireError(error);
+}
+
+/** A read outlived `readTimeoutMs` (a frozen server): its connection is cut, and it fails over. */
+export function readPastDeadline(attempt: ReadAttempt): void {
+	attempt.timedOut = true;
+	if (attempt.connection) {
+		abortConnection(attempt.connection);
+	}
 }
