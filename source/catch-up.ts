@@ -13,9 +13,14 @@ import type {ClientConnection} from './sequelize-internals.js';
 const log = createDebug('sequelize-multidb:catch-up');
 
 /** How often a read that must see a fresh write asks a replica before using the primary. */
-const maxQuestions = 3;
-/** Pause before the 2nd and 3rd question: 2 ms, then 4 ms (a few ms at most in all). */
+const maxQuestions = 5;
+/**
+ * Pause before each further question: 2, 4, 8, then 8 ms (22 ms at most in all, and only
+ * while the replica is close behind or moving). A replica on a loaded machine can take
+ * 10-20 ms to replay a fresh commit; giving up after a few ms sent such reads to the primary.
+ */
 const questionIntervalMs = 2;
+const maxQuestionIntervalMs = 8;
 /** A replica measured this close behind the primary is worth those few ms. */
 const closeLagMs = 100;
 
@@ -46,7 +51,7 @@ export class CatchUp {
 				}
 
 				previousAnswer = this.#likeliest(excluded)?.replayLsn;
-				await delay(questions * questionIntervalMs);
+				await delay(Math.min(questionIntervalMs * (2 ** (questions - 1)), maxQuestionIntervalMs));
 			}
 
 			await this.#ask(excluded, minLsn);
