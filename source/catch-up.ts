@@ -4,7 +4,7 @@
 // briefly, before the primary takes the read; one that is not moving is not waited for.
 import {setTimeout as delay} from 'node:timers/promises';
 import createDebug from 'debug';
-import {abortConnection, withTimeout} from './deadline.js';
+import {queryWithin} from './deadline.js';
 import {describeFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica.js';
@@ -105,20 +105,18 @@ export class CatchUp {
 		let connection: ClientConnection | undefined;
 		try {
 			connection = await replica.pool.acquire() as ClientConnection;
-			const result = await withTimeout(connection.query('SELECT pg_last_wal_replay_lsn()::text AS lsn'), this.#timeoutMs, 'replay position check');
-			const lsn = parseLsn(result.rows[0]?.lsn);
+			const row = await queryWithin(connection, 'SELECT pg_last_wal_replay_lsn()::text AS lsn', this.#timeoutMs, 'replay position check');
+			const lsn = parseLsn(row?.lsn);
 			if (lsn !== undefined) {
 				replica.replayed(lsn, minLsn);
 			}
-
-			replica.pool.release(connection);
 		} catch (error) {
+			log('replay position of %s unknown: %s', replica.name, describeFailure(error));
+		} finally {
+			// A cut connection comes back too: the pool's validation discards it.
 			if (connection) {
-				abortConnection(connection);
 				replica.pool.release(connection);
 			}
-
-			log('replay position of %s unknown: %s', replica.name, describeFailure(error));
 		}
 	}
 }

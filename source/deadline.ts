@@ -1,7 +1,7 @@
 // Time limits for work on a replica that may hang: a frozen server accepts TCP connections
 // and then never answers, so only a timer on our side ends the wait.
 import {ReplicaTimeoutError} from './errors.js';
-import type {PooledConnection} from './sequelize-internals.js';
+import type {ClientConnection, PooledConnection} from './sequelize-internals.js';
 
 /** Rejects with a `ReplicaTimeoutError` when `promise` has not settled within `ms`. */
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -92,4 +92,19 @@ export function abortConnection(connection: PooledConnection): void {
 	const abortable = connection as AbortableConnection;
 	abortable._invalid = true;
 	abortable.connection?.stream?.destroy();
+}
+
+/**
+ * Runs `sql` on a connection of the router's own (a probe's, the monitor's, a catch-up
+ * question's) within `timeoutMs`, and resolves its first row. A connection whose query fails
+ * or hangs is cut, so it is never used again.
+ */
+export async function queryWithin(connection: ClientConnection, sql: string, timeoutMs: number, what: string): Promise<Record<string, unknown> | undefined> {
+	try {
+		const result = await withTimeout(connection.query(sql), timeoutMs, what);
+		return result.rows[0];
+	} catch (error) {
+		abortConnection(connection);
+		throw error;
+	}
 }

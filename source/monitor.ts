@@ -6,7 +6,7 @@
 // history of primary positions: unlike `now() - pg_last_xact_replay_timestamp()`, it stays
 // 0 for a replica that has replayed everything of an idle primary.
 import createDebug from 'debug';
-import {abortConnection, withTimeout} from './deadline.js';
+import {queryWithin} from './deadline.js';
 import {classifyFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica.js';
@@ -59,14 +59,9 @@ class ProbeConnection {
 				connection = await (this.#connection = this.#open());
 			}
 
-			const result = await withTimeout(connection.query(sql), timeoutMs, 'monitor probe');
-			return result.rows[0];
+			return await queryWithin(connection, sql, timeoutMs, 'monitor probe');
 		} catch (error) {
 			this.#connection = undefined;
-			if (connection) {
-				abortConnection(connection);
-			}
-
 			throw error;
 		}
 	}

@@ -3,7 +3,7 @@
 // the replica's connections fails, and runs on the health's back-off while the replica is
 // out of rotation, whether or not reads or the monitor come by.
 import createDebug from 'debug';
-import {abortConnection, withTimeout} from './deadline.js';
+import {abortConnection, queryWithin, withTimeout} from './deadline.js';
 import type {Replica} from './replica.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
 
@@ -90,12 +90,7 @@ async function probeServer(manager: ConnectionManagerInternals, config: Connecti
 	// Sequelize's error listener hands a failed connection to `pool[queryType].destroy`,
 	// which ignores one it does not hold; without a type it would throw.
 	connection.queryType = 'read';
-	try {
-		await withTimeout(connection.query('SELECT 1'), timeoutMs, 'probe');
-	} catch (error) {
-		abortConnection(connection);
-		throw error;
-	}
+	await queryWithin(connection, 'SELECT 1', timeoutMs, 'probe');
 
 	// Not awaited: a server that freezes right after answering must not hold the probe open.
 	void withTimeout(manager._disconnect(connection), timeoutMs, 'disconnect').catch(() => {
