@@ -132,12 +132,14 @@ test('a valid cookie pins a read-only request without extending the pin', async 
 });
 
 test('after the pin expires, reads go back to the replicas', async t => {
-	const {callback} = setup(t, {pinning: {seconds: 0.3}});
+	// 1 s: long enough for the first GET to come well inside it on a loaded machine (0.3 s
+	// was not), short enough to wait out.
+	const {callback} = setup(t, {pinning: {seconds: 1}});
 	// Sent by hand: the cookie's `expires` has whole-second resolution, so a client might
-	// drop a 0.3 s cookie at once. The server-side expiry inside the value is what is tested.
+	// drop a short-lived cookie at once. The server-side expiry inside the value is what is tested.
 	const cookie = pinCookie(await request(callback).post('/notes').expect(200))?.split(';')[0] ?? '';
 	t.is((await request(callback).get('/read').set('Cookie', cookie).expect(200)).body.server, 'primary');
-	await delay(400);
+	await delay(1100);
 	t.true(isReplica((await request(callback).get('/read').set('Cookie', cookie).expect(200)).body.server));
 });
 
