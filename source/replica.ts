@@ -136,10 +136,6 @@ export class Replica implements ReplicaInfo {
 		return this.#health.promoted;
 	}
 
-	get lagging(): boolean {
-		return this.#health.lagging;
-	}
-
 	get failures(): number {
 		return this.#health.failures;
 	}
