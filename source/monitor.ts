@@ -32,7 +32,7 @@ export interface MonitorOptions {
 class ProbeConnection {
 	#connection: Promise<ClientConnection> | undefined;
 
-	constructor(readonly manager: ConnectionManagerInternals, readonly config: ConnectionConfig, readonly queryType: 'read' | 'write') {}
+	constructor(readonly manager: ConnectionManagerInternals, readonly config: ConnectionConfig) {}
 
 	async query(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 		const reused = this.#connection !== undefined;
@@ -67,11 +67,8 @@ class ProbeConnection {
 	}
 
 	async #open(): Promise<ClientConnection> {
-		const connection = await this.manager._connect(this.config) as ClientConnection;
-		// Sequelize's error listener on the connection hands it to `pool[queryType].destroy`,
-		// which ignores a connection it does not hold; without a type it would throw.
-		connection.queryType = this.queryType;
-		return connection;
+		// Untagged: no pool holds it, and the dispatcher ignores it if it fails (install.ts).
+		return await this.manager._connect(this.config) as ClientConnection;
 	}
 
 	async close(): Promise<void> {
@@ -96,8 +93,8 @@ export class LagMonitor {
 
 	constructor(options: MonitorOptions) {
 		this.#options = options;
-		this.#primary = new ProbeConnection(options.manager, options.primaryConfig, 'write');
-		this.#replicas = new Map(options.replicas.map(replica => [replica, new ProbeConnection(options.manager, replica.config, 'read')]));
+		this.#primary = new ProbeConnection(options.manager, options.primaryConfig);
+		this.#replicas = new Map(options.replicas.map(replica => [replica, new ProbeConnection(options.manager, replica.config)]));
 	}
 
 	start(): void {

@@ -86,10 +86,8 @@ export class Prober {
  * connect timeout), runs `SELECT 1` within `timeoutMs`, and closes it.
  */
 async function probeServer(manager: ConnectionManagerInternals, config: ConnectionConfig, timeoutMs: number): Promise<void> {
+	// Untagged: no pool holds it, and the dispatcher ignores it if it fails (install.ts).
 	const connection = await manager._connect(config) as ClientConnection;
-	// Sequelize's error listener hands a failed connection to `pool[queryType].destroy`,
-	// which ignores one it does not hold; without a type it would throw.
-	connection.queryType = 'read';
 	await queryWithin(connection, 'SELECT 1', timeoutMs, 'probe');
 
 	// Not awaited: a server that freezes right after answering must not hold the probe open.
