@@ -43,6 +43,7 @@ export const warningCodes = {
 	noReplicas: 'MULTIDB_NO_REPLICAS',
 	notInstalled: 'MULTIDB_NOT_INSTALLED',
 	dbWriteWithoutPinning: 'MULTIDB_DBWRITE_WITHOUT_PINNING',
+	splitBrain: 'MULTIDB_SPLIT_BRAIN',
 } as const;
 
 export const warningType = 'SequelizeMultiDbWarning';

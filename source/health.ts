@@ -27,6 +27,9 @@ export const flappingProbeIntervalMs = 500;
 
 export type HealthState = 'up' | 'suspect' | 'down';
 
+/** What others may read of a replica's health. */
+export type HealthView = Readonly<Pick<ReplicaHealth, 'state' | 'promoted' | 'lagging' | 'failures' | 'flapping' | 'lastError' | 'nextProbeAt' | 'lagMs' | 'lagBytes' | 'replayLsn'>>;
+
 export interface HealthChange {
 	/** The replica left rotation now (a probe failed after it was in rotation). */
 	readonly wentDown?: boolean;

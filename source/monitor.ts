@@ -1,32 +1,61 @@
-// The background monitor: how far behind the primary each replica is, read off the servers
-// on a timer (with jitter), so the request path never pays a round trip for it.
+// The background monitor: what each node of the cluster is and how far behind the primary
+// each standby is, read off the servers on a timer (with jitter), so the request path never
+// pays a round trip for it. Each round asks every node one question (its role, timeline and
+// WAL positions), hands the roles to the primary follower, which decides where writes go,
+// then measures each standby against that primary.
 //
-// Byte lag is the primary's WAL position minus the replica's replay position. Time lag is
-// how long the primary has been past the replica's replay position, from the monitor's own
+// Byte lag is the primary's WAL position minus the standby's replay position. Time lag is
+// how long the primary has been past the standby's replay position, from the monitor's own
 // history of primary positions: unlike `now() - pg_last_xact_replay_timestamp()`, it stays
-// 0 for a replica that has replayed everything of an idle primary.
+// 0 for a standby that has replayed everything of an idle primary. Positions continue
+// across a promotion (the new timeline starts where the old one left off), so the history
+// stays valid when the primary changes.
 import createDebug from 'debug';
 import {queryWithin} from './deadline.js';
 import {classifyFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
+import type {RoleReport} from './topology.js';
 
 const log = createDebug('sequelize-multidb:monitor');
 
 /** How much primary history is kept: enough to measure lags up to this long. */
 const historyMs = 10 * 60 * 1000;
 
+/** What one node answered this round. */
+export interface NodeReading extends RoleReport {
+	/** A primary's current WAL position. */
+	readonly currentLsn?: bigint;
+	/** A standby's replay position. */
+	readonly replayLsn?: bigint;
+}
+
 export interface MonitorOptions {
 	readonly manager: ConnectionManagerInternals;
-	readonly primaryConfig: ConnectionConfig;
-	readonly replicas: readonly Replica[];
+	/** Every node: the replicas and the configured primary. */
+	readonly nodes: readonly Replica[];
 	readonly intervalMs: number;
 	/** Bound on one probe's query, so a frozen server cannot stall the monitor. */
 	readonly probeTimeoutMs: number;
+	/** The round's roles: returns the node that takes the writes from now on. */
+	readonly onRoles: (readings: ReadonlyMap<Replica, NodeReading>) => Replica;
 	/** The probe connection failed (a fresh one included): the prober takes it from there. */
-	readonly onFailure: (replica: Replica, error: unknown) => void;
+	readonly onFailure: (node: Replica, error: unknown) => void;
 }
+
+/**
+ * One question, one round trip: role, WAL positions and timeline. A primary's timeline is
+ * the one it writes on, read off the name of its current WAL file; `pg_control_checkpoint()`
+ * still shows the old timeline right after a promotion, until the next checkpoint ends.
+ * (`pg_walfile_name` cannot run during recovery: the CASE keeps it to primaries.)
+ */
+const roleQuestion = `SELECT pg_is_in_recovery() AS "inRecovery",
+	pg_last_wal_replay_lsn()::text AS "replayLsn",
+	CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS "currentLsn",
+	CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text ELSE pg_walfile_name(pg_current_wal_lsn()) END AS "timeline"`;
+
+const unreachable: NodeReading = Object.freeze({reachable: false});
 
 /** One dedicated connection per server, reopened after a failure. */
 class ProbeConnection {
@@ -83,8 +112,7 @@ class ProbeConnection {
 
 export class LagMonitor {
 	readonly #options: MonitorOptions;
-	readonly #primary: ProbeConnection;
-	readonly #replicas: Map<Replica, ProbeConnection>;
+	readonly #connections: Map<Replica, ProbeConnection>;
 	/** Primary WAL positions over time, oldest first. */
 	readonly #history: Array<{at: number; lsn: bigint}> = [];
 	#timer: NodeJS.Timeout | undefined;
@@ -93,8 +121,7 @@ export class LagMonitor {
 
 	constructor(options: MonitorOptions) {
 		this.#options = options;
-		this.#primary = new ProbeConnection(options.manager, options.primaryConfig);
-		this.#replicas = new Map(options.replicas.map(replica => [replica, new ProbeConnection(options.manager, replica.config)]));
+		this.#connections = new Map(options.nodes.map(node => [node, new ProbeConnection(options.manager, node.config)]));
 	}
 
 	start(): void {
@@ -113,7 +140,7 @@ export class LagMonitor {
 		this.#stopped = true;
 		clearTimeout(this.#timer);
 		await this.#running?.catch(() => undefined);
-		await Promise.all([this.#primary.close(), ...[...this.#replicas.values()].map(async connection => connection.close())]);
+		await Promise.all([...this.#connections.values()].map(async connection => connection.close()));
 	}
 
 	#schedule(delayMs: number): void {
@@ -132,48 +159,58 @@ export class LagMonitor {
 	}
 
 	async #round(): Promise<void> {
-		const primaryLsn = await this.#primaryPosition();
-		await Promise.all([...this.#replicas].map(async ([replica, connection]) => this.#probeReplica(replica, connection, primaryLsn)));
-	}
+		// A node that has not answered within two intervals counts as unreachable this round
+		// (its question still runs to its own time limit): one frozen server must not hold
+		// up the primary's follow-up or the others' lag.
+		const waitMs = Math.min(this.#options.probeTimeoutMs, 2 * this.#options.intervalMs);
+		const entries = await Promise.all([...this.#connections].map(async ([node, connection]) => [node, await settleWithin(this.#ask(node, connection), waitMs, unreachable)] as const));
+		const readings = new Map<Replica, NodeReading>(entries);
+		const primary = this.#options.onRoles(readings);
+		const primaryLsn = readings.get(primary)?.currentLsn;
+		if (primaryLsn !== undefined) {
+			this.#remember(primaryLsn);
+		}
 
-	async #primaryPosition(): Promise<bigint | undefined> {
-		try {
-			const row = await this.#primary.query('SELECT pg_current_wal_lsn()::text AS lsn', this.#options.probeTimeoutMs);
-			const lsn = parseLsn(row?.lsn);
-			if (lsn !== undefined) {
-				this.#remember(lsn);
+		for (const [node, reading] of readings) {
+			if (!reading.reachable) {
+				continue;
 			}
 
-			return lsn;
-		} catch (error) {
-			// The primary being down does not make replicas late; lag stays as last seen.
-			log('primary position unavailable: %s', (error as Error).message);
-			return undefined;
+			const {replayLsn} = reading;
+			const lagKnown = primaryLsn !== undefined && replayLsn !== undefined;
+			node.lagMeasured({
+				inRecovery: reading.inRecovery === true,
+				replayLsn,
+				lagBytes: lagKnown ? bigintMax(primaryLsn - replayLsn, 0n) : undefined,
+				lagMs: lagKnown ? this.#timeBehind(replayLsn) : undefined,
+				timeline: reading.timeline,
+			});
 		}
 	}
 
-	async #probeReplica(replica: Replica, connection: ProbeConnection, primaryLsn: bigint | undefined): Promise<void> {
-		if (replica.state !== 'up') {
-			// Out of rotation or suspect: the prober's probes decide when it is back.
-			return;
+	async #ask(node: Replica, connection: ProbeConnection): Promise<NodeReading> {
+		if (node.state === 'down') {
+			// Out of rotation: the prober's probes decide when it is back.
+			return unreachable;
 		}
 
 		let row: Record<string, unknown> | undefined;
 		try {
-			row = await connection.query('SELECT pg_is_in_recovery() AS "inRecovery", pg_last_wal_replay_lsn()::text AS "replayLsn"', this.#options.probeTimeoutMs);
+			row = await connection.query(roleQuestion, this.#options.probeTimeoutMs);
 		} catch (error) {
-			this.#options.onFailure(replica, error);
-			return;
+			log('%s did not answer: %s', node.name, (error as Error).message);
+			this.#options.onFailure(node, error);
+			return unreachable;
 		}
 
-		const replayLsn = parseLsn(row?.replayLsn);
-		const lagBytes = primaryLsn !== undefined && replayLsn !== undefined ? bigintMax(primaryLsn - replayLsn, 0n) : undefined;
-		replica.lagMeasured({
-			inRecovery: row?.inRecovery === true,
-			replayLsn,
-			lagBytes,
-			lagMs: primaryLsn === undefined || replayLsn === undefined ? undefined : this.#timeBehind(replayLsn),
-		});
+		const inRecovery = row?.inRecovery === true;
+		return {
+			reachable: true,
+			inRecovery,
+			timeline: parseTimeline(row?.timeline, inRecovery),
+			currentLsn: parseLsn(row?.currentLsn),
+			replayLsn: parseLsn(row?.replayLsn),
+		};
 	}
 
 	#remember(lsn: bigint): void {
@@ -184,11 +221,34 @@ export class LagMonitor {
 		}
 	}
 
-	/** How long the primary has been past `replayLsn`: 0 once the replica has caught up. */
+	/** How long the primary has been past `replayLsn`: 0 once the standby has caught up. */
 	#timeBehind(replayLsn: bigint): number {
 		const now = Date.now();
 		const firstAhead = this.#history.find(sample => sample.lsn > replayLsn);
 		return firstAhead ? now - firstAhead.at : 0;
+	}
+}
+
+/** A standby's timeline as a number; a primary's from its WAL file name (`00000002000000000000000A`: timeline 2). */
+function parseTimeline(value: unknown, inRecovery: boolean): number | undefined {
+	if (typeof value !== 'string') {
+		return undefined;
+	}
+
+	const timeline = inRecovery ? Number(value) : Number.parseInt(value.slice(0, 8), 16);
+	return Number.isSafeInteger(timeline) && timeline > 0 ? timeline : undefined;
+}
+
+/** `promise`'s value, or `fallback` if it takes longer than `ms` (or fails). */
+async function settleWithin<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+	let timer: NodeJS.Timeout | undefined;
+	const late = new Promise<T>(resolve => {
+		timer = setTimeout(resolve, ms, fallback);
+	});
+	try {
+		return await Promise.race([promise.catch(() => fallback), late]);
+	} finally {
+		clearTimeout(timer);
 	}
 }
 

@@ -1,6 +1,7 @@
 // `multidb()` and the handle it returns. The handle assembles the router's parts for one
-// Sequelize instance (replicas, read pool, failover, prober, monitor) and has `install`
-// put them in place; after that it only answers questions (status, stats, tokens).
+// Sequelize instance (nodes, read and write pools, failover, prober, monitor, primary
+// follower) and has `install` put them in place; after that it only answers questions
+// (status, stats, tokens).
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
@@ -14,16 +15,20 @@ import {Failover} from './failover.js';
 import {install, nativePools} from './install.js';
 import {LagMonitor} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
-import {Prober} from './prober.js';
 import {readPastDeadline, ReadPoolOfReplicas, type ReadAttempt} from './read-pool.js';
-import type {ReplicaInfo, ReplicaStatus} from './replica.js';
-import {createReplicas} from './replica-set.js';
-import {checkSequelize, clsTransactionOf, configuredReplicas, connectionManagerOf, looksLikeSequelize, queryDefaultsOf} from './sequelize-internals.js';
+import {nodeStatus, replicaStatus, type NodeStatus, type ReplicaStatus} from './node-status.js';
+import {PrimaryFollower} from './primary-follower.js';
+import {askServer, Prober} from './prober.js';
+import type {Replica, ReplicaInfo} from './replica.js';
+import {createNodes} from './replica-set.js';
+import {checkSequelize, clsTransactionOf, configuredReplicas, connectionManagerOf, looksLikeSequelize, queryDefaultsOf, type ConnectionManagerInternals} from './sequelize-internals.js';
 import {StatsRecorder, type RouteStats} from './stats.js';
 import {describe, isMultiDb, routerBrand} from './validate.js';
+import {WritePool} from './write-pool.js';
 
 export type {MultiDbEvents} from './events.js';
-export type {ReplicaInfo, ReplicaStatus} from './replica.js';
+export type {ReplicaInfo} from './replica.js';
+export type {NodeStatus, ReplicaStatus} from './node-status.js';
 
 const log = createDebug('sequelize-multidb:router');
 
@@ -46,6 +51,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly sequelize: Sequelize;
 	readonly options: ResolvedMultiDbOptions;
 	readonly #pool: ReadPoolOfReplicas | undefined;
+	readonly #configuredPrimary: Replica | undefined;
 	readonly #monitor: LagMonitor | undefined;
 	readonly #prober: Prober | undefined;
 	readonly #deadlines: ReadDeadlines<ReadAttempt> | undefined;
@@ -70,19 +76,24 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		const configs = configuredReplicas(sequelize);
 		const native = nativePools(sequelize);
 		const replication = manager.config.replication;
+		let writePool: WritePool | undefined;
 		if (replication && configs.length > 0 && native) {
-			const replicas = createReplicas(configs, {manager, flapWindowMs: options.cooldownMs, maxLagMs: options.maxLagMs, maxLagBytes: options.maxLagBytes, emit, connectTimeoutMs: options.connectTimeoutMs, shuffle: options.shuffle});
+			const {primary, replicas} = createNodes(replication.write, configs, {manager, flapWindowMs: options.cooldownMs, maxLagMs: options.maxLagMs, maxLagBytes: options.maxLagBytes, emit, connectTimeoutMs: options.connectTimeoutMs, shuffle: options.shuffle});
+			const nodes = [...replicas, primary];
+			this.#configuredPrimary = primary;
+			writePool = new WritePool({manager, nativePool: native.write, configuredPrimary: primary});
+			const follower = new PrimaryFollower({writePool, follow: options.followPrimary, emit});
 			const prober = new Prober({manager, timeoutMs: options.connectTimeoutMs});
 			this.#prober = prober;
 			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs, readPastDeadline) : undefined;
 			this.#pool = new ReadPoolOfReplicas({
-				replicas,
+				replicas: nodes,
 				router: this,
 				consistency: this.#consistency,
-				catchUp: new CatchUp(replicas, options.connectTimeoutMs),
+				catchUp: new CatchUp(nodes, options.connectTimeoutMs),
 				fallbackToPrimary: options.fallbackToPrimary,
 				nativePool: native.read,
-				primaryPool: native.write,
+				primaryPool: writePool,
 				deadlines: this.#deadlines,
 				onConnectFailure: (replica, error) => {
 					// A read that could not connect to this replica moves on to the next one.
@@ -94,12 +105,12 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			if (options.monitorIntervalMs > 0) {
 				this.#monitor = new LagMonitor({
 					manager,
-					primaryConfig: replication.write,
-					replicas,
+					nodes,
 					intervalMs: options.monitorIntervalMs,
 					probeTimeoutMs: options.readTimeoutMs > 0 ? options.readTimeoutMs : defaultProbeTimeoutMs,
-					onFailure: (replica, error) => {
-						prober.connectionFailed(replica, error);
+					onRoles: readings => follower.observe(readings),
+					onFailure: (node, error) => {
+						prober.connectionFailed(node, error);
 					},
 				});
 				this.#monitor.start();
@@ -108,7 +119,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			process.emitWarning('sequelize-multidb: no replicas are configured (`replication.read` is missing or empty); every read goes to the primary', {type: warningType, code: warningCodes.noReplicas});
 		}
 
-		this.#stats = new StatsRecorder(['primary', ...this.#pool?.replicas.map(replica => replica.name) ?? []]);
+		// The configured primary shows under its own name only once it serves reads as a standby.
+		this.#stats = new StatsRecorder(['primary', ...this.replicas.map(replica => replica.name)]);
 		this.#failover = new Failover({
 			originalQuery: sequelize.query.bind(sequelize) as (sql: unknown, options?: unknown) => Promise<unknown>,
 			pool: this.#pool,
@@ -119,14 +131,32 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			queryDefaults: queryDefaultsOf(sequelize),
 			clsTransaction: () => clsTransactionOf(sequelize),
 		});
-		install({sequelize, failover: this.#failover, pool: this.#pool, close: async () => this.close()});
+		const pool = this.#pool;
+		install({
+			sequelize,
+			failover: this.#failover,
+			pool,
+			writePool,
+			serverVersion: writePool && pool ? async () => versionOfAnyNode(manager, [writePool.primary, ...pool.replicas.filter(node => !node.takesWrites)], options.connectTimeoutMs) : undefined,
+			close: async () => this.close(),
+		});
 		registerRouter(this);
 		log('installed with %d replica(s): %o', this.#pool?.replicas.length ?? 0, this.#pool?.replicas.map(replica => replica.name));
 	}
 
-	/** The replicas in round-robin order, with their health and last measured lag. */
+	/**
+	 * The replicas in round-robin order, with their health and last measured lag: every node
+	 * but the one taking the writes (so after a failover, the old primary is listed, and the
+	 * promoted replica is not).
+	 */
 	get replicas(): readonly ReplicaStatus[] {
-		return this.#pool?.replicas.map(replica => replica.status()) ?? [];
+		return this.#pool?.replicas.filter(replica => !replica.takesWrites).map(replica => replicaStatus(replica)) ?? [];
+	}
+
+	/** Every node of the cluster (the replicas, then the configured primary), with its role and whether it takes the writes now. Empty without replicas. */
+	get nodes(): readonly NodeStatus[] {
+		const primary = this.#configuredPrimary;
+		return primary ? this.#pool?.replicas.map(node => nodeStatus(node, primary)) ?? [] : [];
 	}
 
 	/** The next replica in round-robin order (the seed's `get_replica`), usable or not. */
@@ -181,7 +211,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 
 	/** @internal Whether every replica is known to have replayed up to `lsn`. */
 	everyReplicaHasReplayed(lsn: bigint): boolean {
-		return this.#pool?.replicas.every(replica => replica.hasReplayed(lsn)) ?? false;
+		return this.#pool?.replicas.every(node => !node.standby || node.hasReplayed(lsn)) ?? false;
 	}
 
 	/** Probes every replica now instead of at the monitor's next tick. */
@@ -197,6 +227,25 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		this.#prober?.stop();
 		await this.#monitor?.stop();
 	}
+}
+
+/**
+ * The server version Sequelize wants to know before its first query, asked of the primary,
+ * else of the other nodes in turn: with the primary down, reads work from the first query.
+ */
+async function versionOfAnyNode(manager: ConnectionManagerInternals, nodes: readonly Replica[], timeoutMs: number): Promise<string> {
+	let firstError: unknown;
+	for (const node of nodes) {
+		try {
+			// One server at a time, the primary first.
+			const row = await askServer(manager, node.config, 'SHOW server_version', timeoutMs);
+			return String(row?.server_version);
+		} catch (error) {
+			firstError ??= error;
+		}
+	}
+
+	throw firstError;
 }
 
 /** What `multidb(options)` returns: a Sequelize `afterInit` hook that installs a router. */

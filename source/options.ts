@@ -62,6 +62,17 @@ export interface MultiDbOptions {
 	 * @default [] (tokens are not signed)
 	 */
 	readonly keys?: readonly string[];
+	/**
+	 * Writes follow the primary: when the primary stops answering as one (down, or a standby
+	 * now) and one other node answers as a primary on a newer timeline (it was promoted),
+	 * writes move to it. On by default: a promotion is how failover looks to a client, and
+	 * without following, every write fails until the application is reconfigured and
+	 * restarted; the split-brain rules keep it from ever writing to two primaries. Turn it off
+	 * where something in front of the servers (a DNS name, a proxy, PgBouncer) already
+	 * follows the primary.
+	 * @default true
+	 */
+	readonly followPrimary?: boolean;
 }
 
 export type ResolvedMultiDbOptions = Readonly<Required<MultiDbOptions>>;
@@ -76,6 +87,7 @@ export const multidbDefaults: ResolvedMultiDbOptions = Object.freeze({
 	connectTimeoutMs: 5000,
 	readTimeoutMs: 10_000,
 	keys: Object.freeze([]),
+	followPrimary: true,
 });
 
 const knownOptions = Object.keys(multidbDefaults);
@@ -86,6 +98,7 @@ export function resolveMultiDbOptions(options: unknown): ResolvedMultiDbOptions 
 	const merged: Record<string, unknown> = {...multidbDefaults, ...withoutUndefined(given)};
 	checkBoolean('shuffle', merged.shuffle);
 	checkBoolean('fallbackToPrimary', merged.fallbackToPrimary);
+	checkBoolean('followPrimary', merged.followPrimary);
 	checkNumber('cooldownMs', merged.cooldownMs);
 	checkNumber('connectTimeoutMs', merged.connectTimeoutMs, {min: 0, exclusive: true});
 	checkNumber('readTimeoutMs', merged.readTimeoutMs);

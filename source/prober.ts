@@ -1,5 +1,7 @@
 // Probes decide whether a replica's *server* is in rotation (rule 10): a fresh connection
-// that must answer `SELECT 1` within `connectTimeoutMs`. A probe starts at once when one of
+// that must answer a trivial query within `connectTimeoutMs`. The query asks whether the
+// server is a standby, so that a server that comes back as a primary (an old primary
+// restarted without being demoted) never serves a replica read in the meantime. A probe starts at once when one of
 // the replica's connections fails, and runs on the health's back-off while the replica is
 // out of rotation, whether or not reads or the monitor come by.
 import createDebug from 'debug';
@@ -51,8 +53,8 @@ export class Prober {
 
 		this.#probing.add(replica);
 		try {
-			await probeServer(this.#options.manager, replica.config, this.#options.timeoutMs);
-			replica.probeSucceeded();
+			const row = await askServer(this.#options.manager, replica.config, 'SELECT pg_is_in_recovery() AS "inRecovery"', this.#options.timeoutMs);
+			replica.probeSucceeded(row?.inRecovery === true);
 		} catch (error) {
 			replica.probeFailed(error);
 		} finally {
@@ -83,15 +85,18 @@ export class Prober {
 
 /**
  * Opens a fresh connection (through Sequelize's `_connect`, whose config carries the
- * connect timeout), runs `SELECT 1` within `timeoutMs`, and closes it.
+ * connect timeout), runs `sql` within `timeoutMs`, closes the connection and resolves the
+ * first row.
  */
-async function probeServer(manager: ConnectionManagerInternals, config: ConnectionConfig, timeoutMs: number): Promise<void> {
+export async function askServer(manager: ConnectionManagerInternals, config: ConnectionConfig, sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 	// Untagged: no pool holds it, and the dispatcher ignores it if it fails (install.ts).
 	const connection = await manager._connect(config) as ClientConnection;
-	await queryWithin(connection, 'SELECT 1', timeoutMs, 'probe');
+	// A failed or hung query cuts the connection itself.
+	const row = await queryWithin(connection, sql, timeoutMs, 'probe');
 
 	// Not awaited: a server that freezes right after answering must not hold the probe open.
 	void withTimeout(manager._disconnect(connection), timeoutMs, 'disconnect').catch(() => {
 		abortConnection(connection);
 	});
+	return row;
 }

@@ -49,7 +49,7 @@ export interface ReadAttempt {
 }
 
 export interface ReadPoolOptions {
-	/** The replicas in round-robin order. */
+	/** Every node in round-robin order: the replicas, then the configured primary (which serves reads only once it is a standby). */
 	readonly replicas: readonly Replica[];
 	/** The router this pool serves (its per-database pins). */
 	readonly router: object;
@@ -78,10 +78,14 @@ export class ReadPoolOfReplicas implements ReadPool {
 		this.replicas = options.replicas;
 	}
 
-	/** The next replica in round-robin order, usable or not (`getReplica()`). */
+	/** The next node in round-robin order that does not take the writes, usable or not (`getReplica()`). */
 	nextInTurn(): Replica {
-		const replica = this.replicas[this.#cursor];
-		this.#cursor = (this.#cursor + 1) % this.replicas.length;
+		let replica: Replica;
+		do {
+			replica = this.replicas[this.#cursor];
+			this.#cursor = (this.#cursor + 1) % this.replicas.length;
+		} while (replica.takesWrites);
+
 		return replica;
 	}
 
@@ -215,7 +219,9 @@ export class ReadPoolOfReplicas implements ReadPool {
 	async #fallback(attempt: ReadAttempt | undefined, failed: ReadonlyMap<Replica, string> | undefined): Promise<PooledConnection> {
 		const reasons: Record<string, string> = {};
 		for (const replica of this.replicas) {
-			reasons[replica.name] = failed?.get(replica) ?? replica.unusableReason();
+			if (!replica.takesWrites) {
+				reasons[replica.name] = failed?.get(replica) ?? replica.unusableReason();
+			}
 		}
 
 		if (!this.#options.fallbackToPrimary || attempt?.primaryFailed) {

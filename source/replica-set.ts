@@ -1,16 +1,26 @@
-// The replicas of `replication.read`: each named, given its connect timeout, and put in
-// round-robin order (shuffled once, so that after a deploy every process does not send its
-// first read to the same replica).
+// The nodes of the cluster: the replicas of `replication.read`, each named, given its
+// connect timeout, and put in round-robin order (shuffled once, so that after a deploy every
+// process does not send its first read to the same replica), and the configured primary
+// after them (it serves replica reads only once it has become a standby).
 import {Replica, type ReplicaOptions} from './replica.js';
 import type {ConnectionConfig} from './sequelize-internals.js';
 
-/** The replicas of `replication.read`, named `host:port` (the database appended only where two share a server). */
-export function createReplicas(configs: readonly ConnectionConfig[], options: Omit<ReplicaOptions, 'name' | 'config'> & {readonly connectTimeoutMs: number; readonly shuffle: boolean}): Replica[] {
-	const replicas = configs.map((config, index) => new Replica({...options, name: nameOf(config, index, configs), config: withConnectTimeout(config, options.connectTimeoutMs)}));
-	return options.shuffle ? shuffled(replicas) : replicas;
+export interface Nodes {
+	/** `replication.write`. */
+	readonly primary: Replica;
+	/** `replication.read`, in round-robin order. */
+	readonly replicas: readonly Replica[];
 }
 
-/** pg's own connect timeout, on replica connections only (the primary's stay as configured). */
+/** Every node, named `host:port` (the database appended only where two share a server). */
+export function createNodes(write: ConnectionConfig, reads: readonly ConnectionConfig[], options: Omit<ReplicaOptions, 'name' | 'config' | 'writeConfig' | 'role'> & {readonly connectTimeoutMs: number; readonly shuffle: boolean}): Nodes {
+	const all = [...reads, write];
+	const node = (config: ConnectionConfig, index: number, role: ReplicaOptions['role']) => new Replica({...options, name: nameOf(config, index, all), config: withConnectTimeout(config, options.connectTimeoutMs), writeConfig: config, role});
+	const replicas = reads.map((config, index) => node(config, index, 'standby'));
+	return {primary: node(write, reads.length, 'primary'), replicas: options.shuffle ? shuffled(replicas) : replicas};
+}
+
+/** pg's own connect timeout, on read, probe and monitor connections (writes keep the user's config). */
 function withConnectTimeout(config: ConnectionConfig, connectTimeoutMs: number): ConnectionConfig {
 	const dialectOptions = (config.dialectOptions ?? {}) as Record<string, unknown>;
 	return {...config, dialectOptions: {...dialectOptions, connectionTimeoutMillis: connectTimeoutMs}};

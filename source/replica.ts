@@ -2,16 +2,13 @@
 // the prober, the monitor and the catch-up questions report to the replica, and the replica
 // applies each transition and emits its event.
 import createDebug from 'debug';
-import {Pool} from 'sequelize-pool';
-import {abortConnection, withTimeout} from './deadline.js';
+import type {Pool} from 'sequelize-pool';
+import {createConnectionPool} from './connection-pool.js';
 import type {EmitEvent} from './events.js';
-import {ReplicaHealth, type HealthState} from './health.js';
-import {formatLsn} from './lsn.js';
+import {ReplicaHealth, type HealthState, type HealthView} from './health.js';
 import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:replica');
-
-const disconnectTimeoutMs = 1000;
 
 /** The replica each connection of ours came from (released on every read: one lookup). */
 const replicaOfConnection = new WeakMap<PooledConnection, Replica>();
@@ -30,40 +27,23 @@ export interface ReplicaInfo {
 	readonly username: string | undefined;
 }
 
-/** A replica's place and state, as `db.replicas` shows it. */
-export interface ReplicaStatus extends ReplicaInfo {
-	/**
-	 * `healthy`: in rotation; `suspect`: one of its connections failed, a probe is deciding
-	 * (skipped meanwhile); `quarantined`: a probe failed, out of rotation until one answers;
-	 * `lagging`: behind both thresholds; `promoted`: no longer a standby.
-	 */
-	readonly state: 'healthy' | 'suspect' | 'quarantined' | 'lagging' | 'promoted';
-	/** While quarantined: when it is probed next (the earliest it can rejoin). */
-	readonly quarantinedUntil: Date | undefined;
-	/** Failed probes in a row (0 when healthy). */
-	readonly failures: number;
-	/** It went down again soon after rejoining (within `cooldownMs`): probed less often, it must keep answering for 5 s in a row to rejoin. */
-	readonly flapping: boolean;
-	readonly lastError: string | undefined;
-	/** Last lag the monitor measured; undefined before its first probe. */
-	readonly lagMs: number | undefined;
-	readonly lagBytes: number | undefined;
-	/** Last replay position read off the replica, as PostgreSQL prints it (`16/B374D848`). */
-	readonly replayLsn: string | undefined;
-}
-
 /** One reading of the monitor. */
 export interface LagSample {
 	readonly replayLsn: bigint | undefined;
 	readonly lagBytes: bigint | undefined;
 	readonly lagMs: number | undefined;
 	readonly inRecovery: boolean;
+	readonly timeline: number | undefined;
 }
 
 export interface ReplicaOptions {
 	readonly name: string;
-	/** Its connection config, with the connect timeout set. */
+	/** Its connection config, with the connect timeout set (reads, probes, the monitor). */
 	readonly config: ConnectionConfig;
+	/** Its connection config as the user gave it (writes, should it become the primary). */
+	readonly writeConfig: ConnectionConfig;
+	/** What it is at start: the configured primary, or a replica (presumed a standby until the monitor asks). */
+	readonly role: 'primary' | 'standby';
 	readonly manager: ConnectionManagerInternals;
 	/** `cooldownMs`: the flap window. */
 	readonly flapWindowMs: number;
@@ -72,6 +52,10 @@ export interface ReplicaOptions {
 	readonly emit: EmitEvent;
 }
 
+/**
+ * One server of the cluster as a read target: every replica of `replication.read`, and the
+ * configured primary too (which serves replica reads only once it has become a standby).
+ */
 export class Replica implements ReplicaInfo {
 	readonly name: string;
 	readonly host: string;
@@ -79,7 +63,12 @@ export class Replica implements ReplicaInfo {
 	readonly database: string | undefined;
 	readonly username: string | undefined;
 	readonly config: ConnectionConfig;
+	readonly writeConfig: ConnectionConfig;
 	readonly pool: Pool<PooledConnection>;
+	/** Writes go here now (the primary follower says so). */
+	takesWrites: boolean;
+	/** Its timeline as last read off the server (a standby's as of its last restart point). */
+	timeline: number | undefined;
 	readonly #health: ReplicaHealth;
 	readonly #options: ReplicaOptions;
 	/** Connections made before the replica last went down are not handed out again. */
@@ -91,36 +80,30 @@ export class Replica implements ReplicaInfo {
 		this.#options = options;
 		this.name = options.name;
 		this.config = config;
+		this.writeConfig = options.writeConfig;
+		this.takesWrites = options.role === 'primary';
 		this.host = config.host ?? 'localhost';
 		this.port = Number(config.port ?? 5432);
 		this.database = config.database;
 		this.username = config.username;
 		this.#health = new ReplicaHealth(options.flapWindowMs);
-		const poolConfig = manager.config.pool;
-		this.pool = new Pool<PooledConnection>({
-			name: `sequelize-multidb:${this.name}`,
-			// Through Sequelize's own `_connect`, so `beforeConnect`/`afterConnect` hooks fire
-			// for replica connections as they do for Sequelize's.
-			create: async () => {
-				const connection = await manager._connect(config);
-				// Sequelize's pool dispatcher returns a connection to `pool.read` by this tag.
-				connection.queryType = 'read';
+		this.#health.promoted = options.role === 'primary';
+		this.pool = createConnectionPool({
+			name: this.name,
+			manager,
+			config,
+			queryType: 'read',
+			created: connection => {
 				this.#generationOf.set(connection, this.#generation);
 				replicaOfConnection.set(connection, this);
-				return connection;
 			},
-			// A dead or frozen server may never answer a clean goodbye: bound it, then cut.
-			destroy: async connection => withTimeout(manager._disconnect(connection), disconnectTimeoutMs, 'disconnect').catch(() => {
-				abortConnection(connection);
-			}),
-			validate: connection => this.#generationOf.get(connection) === this.#generation && poolConfig.validate(connection),
-			max: poolConfig.max,
-			min: poolConfig.min,
-			acquireTimeoutMillis: poolConfig.acquire,
-			idleTimeoutMillis: poolConfig.idle,
-			reapIntervalMillis: poolConfig.evict,
-			maxUses: poolConfig.maxUses,
+			stillValid: connection => this.#generationOf.get(connection) === this.#generation,
 		});
+	}
+
+	/** It answered as a standby when last asked (or, a replica never asked yet, is presumed one). */
+	get standby(): boolean {
+		return !this.#health.promoted;
 	}
 
 	/** In rotation: up, not lagging, still a standby. */
@@ -182,7 +165,9 @@ export class Replica implements ReplicaInfo {
 		this.#options.emit('replicaDown', {replica: this.name, error: health.lastError ?? 'unknown error', until: new Date(health.nextProbeAt), failures: health.failures});
 	}
 
-	probeSucceeded(): void {
+	/** A probe answered; `inRecovery` is its answer to `pg_is_in_recovery()`, known before it rejoins. */
+	probeSucceeded(inRecovery: boolean): void {
+		this.#health.promoted = !inRecovery;
 		if (this.#health.probeSucceeded().cameBack) {
 			log('%s is back', this.name);
 			this.#options.emit('replicaUp', {replica: this.name});
@@ -206,6 +191,7 @@ export class Replica implements ReplicaInfo {
 
 		const wasOut = health.lagging || health.promoted;
 		health.promoted = !sample.inRecovery;
+		this.timeline = sample.timeline ?? this.timeline;
 		// Without the primary's position (primary down) the lag is unknown: keep the last verdict.
 		if (sample.lagMs !== undefined && sample.lagBytes !== undefined) {
 			health.lagMs = sample.lagMs;
@@ -246,30 +232,9 @@ export class Replica implements ReplicaInfo {
 		return {name: this.name, host: this.host, port: this.port, database: this.database, username: this.username};
 	}
 
-	status(): ReplicaStatus {
-		const health = this.#health;
-		let state: ReplicaStatus['state'] = 'healthy';
-		if (health.promoted) {
-			state = 'promoted';
-		} else if (health.state === 'down') {
-			state = 'quarantined';
-		} else if (health.state === 'suspect') {
-			state = 'suspect';
-		} else if (health.lagging) {
-			state = 'lagging';
-		}
-
-		return {
-			...this.info(),
-			state,
-			quarantinedUntil: health.state === 'down' ? new Date(health.nextProbeAt) : undefined,
-			failures: health.failures,
-			flapping: health.flapping,
-			lastError: health.lastError,
-			lagMs: health.lagMs,
-			lagBytes: health.lagBytes === undefined ? undefined : Number(health.lagBytes),
-			replayLsn: health.replayLsn === undefined ? undefined : formatLsn(health.replayLsn),
-		};
+	/** Its health, read-only, for `db.replicas` and `db.nodes` (node-status.ts). */
+	get health(): HealthView {
+		return this.#health;
 	}
 
 	/**

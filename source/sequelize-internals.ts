@@ -148,49 +148,63 @@ interface ConnectionManagerWithGetConnection {
  * Takes over `getConnection` for this instance's routed reads: a query typed SELECT, without
  * `useMaster`, that carries an attempt goes straight to `acquireFor`, without the promise
  * and hook round of Sequelize's own path. What that path does besides acquiring is done
- * here the same way: the first connection waits for Sequelize's server-version probe, and
- * `beforePoolAcquire`/`afterPoolAcquire` hooks run around the acquire where there are any.
- * (No AsyncLocalStorage scope is entered: on Node 20, a first `run()` would switch on
- * promise hooks that tax every promise of the process from then on.)
+ * here the same way: `beforePoolAcquire`/`afterPoolAcquire` hooks run around the acquire
+ * where there are any. (No AsyncLocalStorage scope is entered: on Node 20, a first `run()`
+ * would switch on promise hooks that tax every promise of the process from then on.)
+ *
+ * Sequelize learns the server version on its first connection, always from the configured
+ * primary: with the primary down, not even a read could run (Sequelize issue #9845). Every
+ * connection, read or write, first waits for `serverVersion`, which asks any node.
  */
-export function routeReadConnections(sequelize: Sequelize, acquireFor: (attempt: unknown) => Promise<PooledConnection>): void {
-	const manager = connectionManagerOf(sequelize) as unknown as ConnectionManagerWithGetConnection & {releaseConnection(connection: PooledConnection): void};
+export function routeReadConnections(sequelize: Sequelize, acquireFor: (attempt: unknown) => Promise<PooledConnection>, serverVersion: () => Promise<string>): void {
+	const manager = connectionManagerOf(sequelize) as unknown as ConnectionManagerWithGetConnection;
 	const getConnection = manager.getConnection.bind(manager);
 	const instance = sequelize as unknown as {options: {databaseVersion?: unknown}; hasHook(name: string): boolean; runHooks(name: string, ...arguments_: unknown[]): Promise<void>};
 	let versionKnown: Promise<void> | undefined;
-	const acquireRead = async (options: AcquireOptions, attempt: unknown): Promise<PooledConnection> => {
-		if (instance.options.databaseVersion === 0) {
-			// Sequelize probes the server version on its first connection, on the primary.
-			versionKnown ??= getConnection({type: 'RAW', useMaster: true}).then(connection => {
-				manager.releaseConnection(connection);
-			}).finally(() => {
-				versionKnown = undefined;
-			});
-			await versionKnown;
-		}
+	const learnVersion = async () => {
+		versionKnown ??= serverVersion().then(version => {
+			if (instance.options.databaseVersion === 0) {
+				// As Sequelize stores it: `18.4` becomes `18.4.0`.
+				instance.options.databaseVersion = semverOf(version) ?? instance.options.databaseVersion;
+			}
+		}).finally(() => {
+			versionKnown = undefined;
+		});
+		return versionKnown;
+	};
 
+	const acquireRead = async (options: AcquireOptions, attempt: unknown): Promise<PooledConnection> => {
 		await instance.runHooks('beforePoolAcquire', options);
 		const connection = await acquireFor(attempt);
 		await instance.runHooks('afterPoolAcquire', connection, options);
 		return connection;
 	};
 
-	Object.defineProperty(manager, 'getConnection', {
-		value(options?: AcquireOptions): Promise<PooledConnection> {
-			const attempt = options?.[attemptKey];
-			if (attempt === undefined || options?.type !== 'SELECT' || options.useMaster === true) {
-				return getConnection(options);
-			}
+	const routedGetConnection = (options?: AcquireOptions): Promise<PooledConnection> => {
+		if (instance.options.databaseVersion === 0) {
+			// Where no version could be read off the answer, Sequelize's own probe decides.
+			return learnVersion().then(() => instance.options.databaseVersion === 0 ? getConnection(options) : routedGetConnection(options));
+		}
 
-			if (instance.options.databaseVersion === 0 || instance.hasHook('beforePoolAcquire') || instance.hasHook('afterPoolAcquire')) {
-				return acquireRead(options, attempt);
-			}
+		const attempt = options?.[attemptKey];
+		if (attempt === undefined || options?.type !== 'SELECT' || options.useMaster === true) {
+			return getConnection(options);
+		}
 
-			return acquireFor(attempt);
-		},
-		writable: true,
-		configurable: true,
-	});
+		if (instance.hasHook('beforePoolAcquire') || instance.hasHook('afterPoolAcquire')) {
+			return acquireRead(options, attempt);
+		}
+
+		return acquireFor(attempt);
+	};
+
+	Object.defineProperty(manager, 'getConnection', {value: routedGetConnection, writable: true, configurable: true});
+}
+
+/** A server version as Sequelize keeps it (`major.minor.patch`), or undefined where none can be read. */
+export function semverOf(version: string): string | undefined {
+	const match = /(\d+)(?:\.(\d+))?(?:\.(\d+))?/.exec(version);
+	return match ? [match[1], match[2] || '0', match[3] || '0'].join('.') : undefined;
 }
 
 /** What Sequelize's own `getConnection` makes of a pool's acquire timeout. */

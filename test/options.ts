@@ -59,5 +59,6 @@ test('multidb defaults are the documented ones', t => {
 		connectTimeoutMs: 5000,
 		readTimeoutMs: 10_000,
 		keys: [],
+		followPrimary: true,
 	});
 });

@@ -1,0 +1,47 @@
+// A pool of connections to one server, made like Sequelize's own pools: through its
+// `_connect` (so `beforeConnect`/`afterConnect` hooks fire), sized and timed by its `pool`
+// options. Used for each replica's reads and for writes to a node other than the
+// configured primary.
+import {Pool} from 'sequelize-pool';
+import {abortConnection, withTimeout} from './deadline.js';
+import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
+
+/** Bound on a clean goodbye before the socket is cut. */
+const disconnectTimeoutMs = 1000;
+
+export interface ConnectionPoolOptions {
+	readonly name: string;
+	readonly manager: ConnectionManagerInternals;
+	readonly config: ConnectionConfig;
+	/** Sequelize's dispatcher returns a connection to `pool.read` or `pool.write` by this tag. */
+	readonly queryType: 'read' | 'write';
+	/** Called with each new connection (to note where it came from). */
+	readonly created: (connection: PooledConnection) => void;
+	/** Checked, besides Sequelize's own `pool.validate`, before a connection is handed out. */
+	readonly stillValid?: (connection: PooledConnection) => boolean;
+}
+
+export function createConnectionPool(options: ConnectionPoolOptions): Pool<PooledConnection> {
+	const {manager, config, stillValid} = options;
+	const poolConfig = manager.config.pool;
+	return new Pool<PooledConnection>({
+		name: `sequelize-multidb:${options.name}`,
+		create: async () => {
+			const connection = await manager._connect(config);
+			connection.queryType = options.queryType;
+			options.created(connection);
+			return connection;
+		},
+		// A dead or frozen server may never answer a clean goodbye: bound it, then cut.
+		destroy: async connection => withTimeout(manager._disconnect(connection), disconnectTimeoutMs, 'disconnect').catch(() => {
+			abortConnection(connection);
+		}),
+		validate: stillValid ? connection => stillValid(connection) && poolConfig.validate(connection) : poolConfig.validate,
+		max: poolConfig.max,
+		min: poolConfig.min,
+		acquireTimeoutMillis: poolConfig.acquire,
+		idleTimeoutMillis: poolConfig.idle,
+		reapIntervalMillis: poolConfig.evict,
+		maxUses: poolConfig.maxUses,
+	});
+}
