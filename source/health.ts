@@ -28,7 +28,7 @@ export const flappingProbeIntervalMs = 500;
 export type HealthState = 'up' | 'suspect' | 'down';
 
 /** What others may read of a replica's health. */
-export type HealthView = Readonly<Pick<ReplicaHealth, 'state' | 'promoted' | 'lagging' | 'failures' | 'flapping' | 'lastError' | 'nextProbeAt' | 'lagMs' | 'lagBytes' | 'replayLsn'>>;
+export type HealthView = Readonly<Pick<ReplicaHealth, 'state' | 'promoted' | 'lagging' | 'behindTimeline' | 'failures' | 'flapping' | 'lastError' | 'nextProbeAt' | 'lagMs' | 'lagBytes' | 'replayLsn'>>;
 
 export interface HealthChange {
 	/** The replica left rotation now (a probe failed after it was in rotation). */
@@ -49,6 +49,12 @@ export class ReplicaHealth {
 	#lastError: string | undefined;
 	/** Set by the monitor: behind more than both lag thresholds. */
 	lagging = false;
+	/**
+	 * Set by the monitor: a standby not seen on the primary's timeline yet. After a
+	 * failover it either has not switched to the new primary yet, or it replayed writes the
+	 * new primary never had (it diverged): either way its replay position proves nothing.
+	 */
+	behindTimeline = false;
 	lagMs: number | undefined;
 	lagBytes: bigint | undefined;
 	replayLsn: bigint | undefined;
@@ -88,7 +94,7 @@ export class ReplicaHealth {
 
 	/** In rotation: up, not lagging, still a standby. */
 	isUsable(): boolean {
-		return this.#state === 'up' && !this.lagging && !this.promoted;
+		return this.#state === 'up' && !this.lagging && !this.promoted && !this.behindTimeline;
 	}
 
 	/**

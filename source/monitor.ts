@@ -38,22 +38,28 @@ export interface MonitorOptions {
 	readonly intervalMs: number;
 	/** Bound on one probe's query, so a frozen server cannot stall the monitor. */
 	readonly probeTimeoutMs: number;
-	/** The round's roles: returns the node that takes the writes from now on. */
-	readonly onRoles: (readings: ReadonlyMap<Replica, NodeReading>) => Replica;
+	/** The round's roles: returns the node that takes the writes from now on, and its timeline. */
+	readonly onRoles: (readings: ReadonlyMap<Replica, NodeReading>) => {readonly primary: Replica; readonly timeline: number | undefined};
 	/** The probe connection failed (a fresh one included): the prober takes it from there. */
 	readonly onFailure: (node: Replica, error: unknown) => void;
 }
 
 /**
  * One question, one round trip: role, WAL positions and timeline. A primary's timeline is
- * the one it writes on, read off the name of its current WAL file; `pg_control_checkpoint()`
+ * the one it writes on, read off the name of its current WAL file: `pg_control_checkpoint()`
  * still shows the old timeline right after a promotion, until the next checkpoint ends.
- * (`pg_walfile_name` cannot run during recovery: the CASE keeps it to primaries.)
+ * (`pg_walfile_name` cannot run during recovery: the CASE keeps it to primaries.) A
+ * standby's is the newest of what it shows: the timeline its WAL receiver streams (visible
+ * to superusers and members of `pg_read_all_stats`/`pg_monitor` only), and those of its
+ * last restart point and minimum recovery point, which trail a timeline switch by up to a
+ * `checkpoint_timeout`.
  */
 const roleQuestion = `SELECT pg_is_in_recovery() AS "inRecovery",
 	pg_last_wal_replay_lsn()::text AS "replayLsn",
 	CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS "currentLsn",
-	CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())::text ELSE pg_walfile_name(pg_current_wal_lsn()) END AS "timeline"`;
+	CASE WHEN pg_is_in_recovery()
+		THEN greatest((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()), (SELECT min_recovery_end_timeline FROM pg_control_recovery()))::text
+		ELSE pg_walfile_name(pg_current_wal_lsn()) END AS "timeline"`;
 
 const unreachable: NodeReading = Object.freeze({reachable: false});
 
@@ -165,7 +171,7 @@ export class LagMonitor {
 		const waitMs = Math.min(this.#options.probeTimeoutMs, 2 * this.#options.intervalMs);
 		const entries = await Promise.all([...this.#connections].map(async ([node, connection]) => [node, await settleWithin(this.#ask(node, connection), waitMs, unreachable)] as const));
 		const readings = new Map<Replica, NodeReading>(entries);
-		const primary = this.#options.onRoles(readings);
+		const {primary, timeline: primaryTimeline} = this.#options.onRoles(readings);
 		const primaryLsn = readings.get(primary)?.currentLsn;
 		if (primaryLsn !== undefined) {
 			this.#remember(primaryLsn);
@@ -184,6 +190,7 @@ export class LagMonitor {
 				lagBytes: lagKnown ? bigintMax(primaryLsn - replayLsn, 0n) : undefined,
 				lagMs: lagKnown ? this.#timeBehind(replayLsn) : undefined,
 				timeline: reading.timeline,
+				behindTimeline: reading.timeline !== undefined && primaryTimeline !== undefined && reading.timeline < primaryTimeline,
 			});
 		}
 	}

@@ -8,7 +8,8 @@ export interface ReplicaStatus extends ReplicaInfo {
 	/**
 	 * `healthy`: in rotation; `suspect`: one of its connections failed, a probe is deciding
 	 * (skipped meanwhile); `quarantined`: a probe failed, out of rotation until one answers;
-	 * `lagging`: behind both thresholds; `promoted`: it answers as a primary but does not take
+	 * `lagging`: behind both thresholds, or a standby still on an older timeline than the
+	 * primary's after a failover; `promoted`: it answers as a primary but does not take
 	 * the writes (see the split-brain rules); `primary`: it takes the writes (in `db.nodes`).
 	 */
 	readonly state: 'healthy' | 'suspect' | 'quarantined' | 'lagging' | 'promoted' | 'primary';
@@ -49,7 +50,7 @@ export function replicaStatus(replica: Replica): ReplicaStatus {
 		state = 'primary';
 	} else if (health.promoted) {
 		state = 'promoted';
-	} else if (health.lagging) {
+	} else if (health.lagging || health.behindTimeline) {
 		state = 'lagging';
 	}
 

@@ -33,8 +33,8 @@ export class PrimaryFollower {
 		return this.#options.writePool.primary;
 	}
 
-	/** One round's answers: moves the writes where the rules say, and returns where they go. */
-	observe(reports: ReadonlyMap<Replica, RoleReport>): Replica {
+	/** One round's answers: moves the writes where the rules say, and returns where they go and the primary's timeline. */
+	observe(reports: ReadonlyMap<Replica, RoleReport>): {primary: Replica; timeline: number | undefined} {
 		const from = this.primary;
 		const decision = decidePrimary(from, this.#timeline, reports, this.#options.follow);
 		this.#timeline = decision.timeline;
@@ -61,7 +61,7 @@ export class PrimaryFollower {
 			}
 		}
 
-		return to;
+		return {primary: to, timeline: this.#timeline};
 	}
 
 	#reportSplitBrain(node: Replica, timeline: number | undefined, reason: SplitBrainReason, primary: Replica): void {

@@ -34,6 +34,8 @@ export interface LagSample {
 	readonly lagMs: number | undefined;
 	readonly inRecovery: boolean;
 	readonly timeline: number | undefined;
+	/** A standby on an older timeline than the primary's (see `ReplicaHealth.behindTimeline`). */
+	readonly behindTimeline: boolean;
 }
 
 export interface ReplicaOptions {
@@ -189,8 +191,9 @@ export class Replica implements ReplicaInfo {
 			health.replayed(sample.replayLsn);
 		}
 
-		const wasOut = health.lagging || health.promoted;
+		const wasOut = health.lagging || health.promoted || health.behindTimeline;
 		health.promoted = !sample.inRecovery;
+		health.behindTimeline = sample.inRecovery && sample.behindTimeline;
 		this.timeline = sample.timeline ?? this.timeline;
 		// Without the primary's position (primary down) the lag is unknown: keep the last verdict.
 		if (sample.lagMs !== undefined && sample.lagBytes !== undefined) {
@@ -199,10 +202,10 @@ export class Replica implements ReplicaInfo {
 			health.lagging = sample.lagMs > this.#options.maxLagMs && Number(sample.lagBytes) > this.#options.maxLagBytes;
 		}
 
-		const isOut = health.lagging || health.promoted;
+		const isOut = health.lagging || health.promoted || health.behindTimeline;
 		const lag = {lagMs: health.lagMs, lagBytes: health.lagBytes === undefined ? undefined : Number(health.lagBytes)};
 		if (isOut && !wasOut) {
-			log('%s skipped: %s', this.name, health.promoted ? 'promoted' : `lag ${lag.lagMs} ms / ${lag.lagBytes} bytes`);
+			log('%s skipped: %s', this.name, this.unusableReason());
 			this.#options.emit('replicaLagging', {replica: this.name, ...lag, promoted: health.promoted});
 		} else if (wasOut && !isOut) {
 			log('%s caught up', this.name);
@@ -223,6 +226,10 @@ export class Replica implements ReplicaInfo {
 
 		if (health.state === 'suspect') {
 			return `suspect, being probed (${health.lastError ?? 'failed'})`;
+		}
+
+		if (health.behindTimeline) {
+			return `on timeline ${this.timeline ?? '?'}, older than the primary's: not following it yet, or diverged`;
 		}
 
 		return health.lagging ? `lagging ${health.lagMs ?? '?'} ms / ${health.lagBytes ?? '?'} bytes` : 'unavailable';

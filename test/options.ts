@@ -34,6 +34,7 @@ test('failover options are validated with the option named', t => {
 	const cases: Array<[Record<string, unknown>, string]> = [
 		[{cooldownMs: -5}, 'Expected `cooldownMs` to be a finite number >= 0, got -5 (number)'],
 		[{fallbackToPrimary: 'no'}, 'Expected `fallbackToPrimary` to be a boolean, got "no" (string)'],
+		[{followPrimary: 1}, 'Expected `followPrimary` to be a boolean, got 1 (number)'],
 		[{maxLagMs: Number.NaN}, 'Expected `maxLagMs` to be a finite number >= 0, got NaN (number)'],
 		[{maxLagBytes: '16MB'}, 'Expected `maxLagBytes` to be a finite number >= 0, got "16MB" (string)'],
 		[{monitorIntervalMs: -1}, 'Expected `monitorIntervalMs` to be a finite number >= 0, got -1 (number)'],

@@ -75,6 +75,13 @@ export class PostgresServer implements ServerAddress {
 		await runAs(this.#user, this.#binaries.pgCtl, ['promote', '--wait', '-D', this.dataDir]);
 	}
 
+	/** Gives the data dir (after files were written into it) to the user the server runs as. */
+	async ownDataDir(): Promise<void> {
+		if (this.#user.uid !== undefined) {
+			await runChown(this.dataDir, this.#user);
+		}
+	}
+
 	/** The postmaster's pid, read from the data dir while the server runs. */
 	postmasterPid(): number {
 		return Number(readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);

@@ -7,3 +7,5 @@ export {clusterEnvironment, endpointsFromEnvironment, endpointsOf} from './endpo
 export type {ClusterEndpoints, ServerEndpoint} from './endpoints.js';
 export {newSequelize} from './sequelize.js';
 export type {ClusterSequelizeOptions} from './sequelize.js';
+export {followOtherPrimary, rebuildAsStandby} from './rebuild.js';
+export type {RebuildOptions} from './rebuild.js';
