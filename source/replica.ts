@@ -169,7 +169,14 @@ export class Replica implements ReplicaInfo {
 
 	/** A probe answered; `inRecovery` is its answer to `pg_is_in_recovery()`, known before it rejoins. */
 	probeSucceeded(inRecovery: boolean): void {
-		this.#health.promoted = !inRecovery;
+		const health = this.#health;
+		if (health.promoted && inRecovery) {
+			// A primary that came back as a standby (an old primary rebuilt after a failover):
+			// it serves reads once the monitor has seen its timeline and lag, not before.
+			health.behindTimeline = true;
+		}
+
+		health.promoted = !inRecovery;
 		if (this.#health.probeSucceeded().cameBack) {
 			log('%s is back', this.name);
 			this.#options.emit('replicaUp', {replica: this.name});
