@@ -19,7 +19,11 @@ interface Answer {
 /** Where a typed read ran, as the server says. */
 async function readOn(sequelize: Sequelize, faults: FaultCluster): Promise<Answer> {
 	const row = await sequelize.query<{port: number; inRecovery: boolean}>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS "inRecovery"', {type: QueryTypes.SELECT, plain: true});
-	return {server: serverNamer(faults.endpoints)(row!.port), inRecovery: row!.inRecovery};
+	if (!row) {
+		throw new Error('no row');
+	}
+
+	return {server: serverNamer(faults.endpoints)(row.port), inRecovery: row.inRecovery};
 }
 
 /** Inserts one row (its id unique) and says where the insert ran. */
@@ -69,7 +73,12 @@ function recordPrimaryEvents(db: MultiDb): string[] {
 }
 
 function nameOf(db: MultiDb, server: PostgresServer): string {
-	return db.nodes.find(node => node.port === server.port)!.name;
+	const node = db.nodes.find(candidate => candidate.port === server.port);
+	if (!node) {
+		throw new Error(`no node on port ${server.port}`);
+	}
+
+	return node.name;
 }
 
 test.serial('after the primary crashes and replica1 is promoted, writes go to replica1 within two monitor intervals, and reads stay on standbys', async t => {
@@ -108,9 +117,9 @@ test.serial('through a promotion under load: no read fails, no write is doubled,
 	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs});
 	const writes: Array<{id: string; ok: boolean; at: number}> = [];
 	const reads = {ok: 0, failed: 0, errors: [] as string[], servers: {} as Record<string, number>};
-	let running = true;
+	const load = {running: true};
 	const writer = (async () => {
-		for (let n = 0; running; n++) {
+		for (let n = 0; load.running; n++) {
 			const id = `load-${n}`;
 			try {
 				await writeOn(sequelize, faults, id);
@@ -123,7 +132,7 @@ test.serial('through a promotion under load: no read fails, no write is doubled,
 		}
 	})();
 	const readers = Array.from({length: 3}, async () => {
-		while (running) {
+		while (load.running) {
 			try {
 				const {server} = await readOn(sequelize, faults);
 				reads.ok++;
@@ -140,22 +149,26 @@ test.serial('through a promotion under load: no read fails, no write is doubled,
 	const crashedAt = Date.now();
 	const promotedAt = await failOver(faults);
 	await delay(2500);
-	running = false;
+	load.running = false;
 	await Promise.all([writer, ...readers]);
 
 	const failed = writes.filter(write => !write.ok);
 	const firstAfter = writes.find(write => write.ok && write.at > crashedAt);
-	t.log(`reads ${reads.ok} ok, ${reads.failed} failed, per server ${JSON.stringify(reads.servers)}; writes ${writes.length - failed.length} ok, ${failed.length} failed; promotion took ${promotedAt - crashedAt} ms; first write ${firstAfter ? firstAfter.at - promotedAt : '?'} ms after it`);
+	if (!firstAfter) {
+		t.fail('no write succeeded after the crash');
+		return;
+	}
+
+	t.log(`reads ${reads.ok} ok, ${reads.failed} failed, per server ${JSON.stringify(reads.servers)}; writes ${writes.length - failed.length} ok, ${failed.length} failed; promotion took ${promotedAt - crashedAt} ms; first write ${firstAfter.at - promotedAt} ms after it`);
 	t.is(reads.failed, 0, reads.errors.slice(0, 3).join('; '));
-	t.truthy(firstAfter);
 	// Every failed write falls between the crash and the first write on the new primary.
-	t.true(failed.every(write => write.at >= crashedAt && write.at <= firstAfter!.at), JSON.stringify(failed.map(write => write.at - crashedAt)));
+	t.true(failed.every(write => write.at >= crashedAt && write.at <= firstAfter.at), JSON.stringify(failed.map(write => write.at - crashedAt)));
 	const {rows} = await withClient(faults.cluster.replicas[0], async client => client.query<{id: string}>('SELECT id FROM entries WHERE id LIKE \'load-%\''));
 	const stored = new Set(rows.map(row => row.id));
 	t.is(stored.size, rows.length);
 	// Acknowledged after the switch: all there. Failed: never retried, so at most once (and
 	// present only where the old primary committed it before its crash and replicated it).
-	t.true(writes.filter(write => write.ok && write.at > firstAfter!.at).every(write => stored.has(write.id)));
+	t.true(writes.filter(write => write.ok && write.at > firstAfter.at).every(write => stored.has(write.id)));
 	t.log(`acknowledged writes missing on the new primary (lost with the crash, asynchronous replication): ${writes.filter(write => write.ok && !stored.has(write.id)).length}; failed writes present: ${failed.filter(write => stored.has(write.id)).length}`);
 	t.is(db.nodes.find(node => node.takesWrites)?.port, faults.cluster.replicas[0].port);
 });
