@@ -9,7 +9,8 @@ import type {ReadDeadlines} from './deadline.js';
 import {classifyFailure, describeFailure} from './failure.js';
 import type {Prober} from './prober.js';
 import {isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
-import type {ReadAttempt, ReadPoolOfReplicas} from './read-pool.js';
+import type {ReadAttempt} from './read-attempt.js';
+import type {ReadPoolOfReplicas} from './read-pool.js';
 import {replicaOf, type Replica} from './replica.js';
 import {attemptKey, type PooledConnection} from './sequelize-internals.js';
 import type {StatsRecorder} from './stats.js';
@@ -113,7 +114,7 @@ export class Failover {
 		}
 
 		return {
-			pool,
+			nodeCount: pool.replicas.length,
 			scope,
 			sql: sqlText(sql),
 			misroutedWrite: retry.misroutedWrite === true,
@@ -134,7 +135,7 @@ export class Failover {
 		const {replica} = attempt;
 		const kind = attempt.timedOut ? 'timeout' : classifyFailure(error);
 		const attemptNumber = retry.attemptNumber + 1;
-		if (kind === undefined || attempt.forcedReplica || attemptNumber > attempt.pool.replicas.length + 2) {
+		if (kind === undefined || attempt.forcedReplica || attemptNumber > attempt.nodeCount + 2) {
 			return undefined;
 		}
 

@@ -4,7 +4,8 @@
 import type {Sequelize} from 'sequelize';
 import type {Failover} from './failover.js';
 import {routeOwnReads} from './own-reads.js';
-import type {ReadAttempt, ReadPoolOfReplicas} from './read-pool.js';
+import type {ReadAttempt} from './read-attempt.js';
+import type {ReadPoolOfReplicas} from './read-pool.js';
 import {connectionManagerOf, hasReplicationPools, routeReadConnections, tolerateUnpooledConnectionFailures, type ReadPool} from './sequelize-internals.js';
 import type {WritePool} from './write-pool.js';
 

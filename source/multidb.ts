@@ -15,13 +15,14 @@ import {Failover} from './failover.js';
 import {install, nativePools} from './install.js';
 import {LagMonitor} from './monitor.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
-import {readPastDeadline, ReadPoolOfReplicas, type ReadAttempt} from './read-pool.js';
+import {readPastDeadline, type ReadAttempt} from './read-attempt.js';
+import {ReadPoolOfReplicas} from './read-pool.js';
 import {nodeStatus, replicaStatus, type NodeStatus, type ReplicaStatus} from './node-status.js';
 import {PrimaryFollower} from './primary-follower.js';
-import {askServer, Prober} from './prober.js';
+import {Prober, versionOfAnyServer} from './prober.js';
 import type {Replica, ReplicaInfo} from './replica.js';
 import {createNodes} from './replica-set.js';
-import {checkSequelize, clsTransactionOf, configuredReplicas, connectionManagerOf, looksLikeSequelize, queryDefaultsOf, type ConnectionManagerInternals} from './sequelize-internals.js';
+import {checkSequelize, clsTransactionOf, configuredReplicas, connectionManagerOf, looksLikeSequelize, queryDefaultsOf} from './sequelize-internals.js';
 import {StatsRecorder, type RouteStats} from './stats.js';
 import {describe, isMultiDb, routerBrand} from './validate.js';
 import {WritePool} from './write-pool.js';
@@ -137,7 +138,7 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			failover: this.#failover,
 			pool,
 			writePool,
-			serverVersion: writePool && pool ? async () => versionOfAnyNode(manager, [writePool.primary, ...pool.replicas.filter(node => !node.takesWrites)], options.connectTimeoutMs) : undefined,
+			serverVersion: writePool && pool ? async () => versionOfAnyServer(manager, [writePool.primary, ...pool.replicas.filter(node => !node.takesWrites)], options.connectTimeoutMs) : undefined,
 			close: async () => this.close(),
 		});
 		registerRouter(this);
@@ -227,25 +228,6 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		this.#prober?.stop();
 		await this.#monitor?.stop();
 	}
-}
-
-/**
- * The server version Sequelize wants to know before its first query, asked of the primary,
- * else of the other nodes in turn: with the primary down, reads work from the first query.
- */
-async function versionOfAnyNode(manager: ConnectionManagerInternals, nodes: readonly Replica[], timeoutMs: number): Promise<string> {
-	let firstError: unknown;
-	for (const node of nodes) {
-		try {
-			// One server at a time, the primary first.
-			const row = await askServer(manager, node.config, 'SHOW server_version', timeoutMs);
-			return String(row?.server_version);
-		} catch (error) {
-			firstError ??= error;
-		}
-	}
-
-	throw firstError;
 }
 
 /** What `multidb(options)` returns: a Sequelize `afterInit` hook that installs a router. */

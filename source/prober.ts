@@ -100,3 +100,22 @@ export async function askServer(manager: ConnectionManagerInternals, config: Con
 	});
 	return row;
 }
+
+/**
+ * The server version Sequelize wants to know before its first query, asked of the primary,
+ * else of the other nodes in turn: with the primary down, reads work from the first query.
+ */
+export async function versionOfAnyServer(manager: ConnectionManagerInternals, nodes: readonly Replica[], timeoutMs: number): Promise<string> {
+	let firstError: unknown;
+	for (const node of nodes) {
+		try {
+			// One server at a time, the primary first.
+			const row = await askServer(manager, node.config, 'SHOW server_version', timeoutMs);
+			return String(row?.server_version);
+		} catch (error) {
+			firstError ??= error;
+		}
+	}
+
+	throw firstError;
+}

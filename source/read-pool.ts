@@ -7,46 +7,17 @@ import createDebug from 'debug';
 import type {CatchUp} from './catch-up.js';
 import type {Consistency} from './consistency.js';
 import {currentScope, readsPinned, type RoutingScope} from './context.js';
-import {abortConnection, type ReadDeadlines} from './deadline.js';
+import type {ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import type {EmitEvent} from './events.js';
 import {classifyFailure, describeFailure} from './failure.js';
 import {isLockingRead} from './query-kind.js';
+import type {ReadAttempt} from './read-attempt.js';
 import {replicaOf, type Replica} from './replica.js';
 import {decideRead, lastResortOrder, pickReplica, type ReadDecision, type ReadFacts} from './routing-policy.js';
 import {asAcquireError, type PooledConnection, type ReadPool} from './sequelize-internals.js';
-import type {RouteReason} from './stats.js';
 
 const log = createDebug('sequelize-multidb:pool');
-
-/** One attempt of one routed read: made by the installed query, filled in here. */
-export interface ReadAttempt {
-	/** The read pool this attempt is for (the queries of two databases never share one). */
-	readonly pool: ReadPoolOfReplicas;
-	readonly scope: RoutingScope | undefined;
-	/** The query's SQL text, where the caller gave one (checked for row locks). */
-	readonly sql: string | undefined;
-	/** An earlier attempt reached a replica and wrote (25006): this one goes to the primary. */
-	readonly misroutedWrite: boolean;
-	/** The primary failed an earlier attempt that fell back to it: this one tries the replicas out of rotation. */
-	readonly primaryFailed: boolean;
-	/** Replicas that failed earlier attempts, and why. */
-	readonly excluded: ReadonlyMap<Replica, string> | undefined;
-	/** `getReplica().query`: exactly this replica. */
-	readonly forcedReplica: Replica | undefined;
-	/** The cluster's identity was asked for this read (to judge its tokens). */
-	identityAsked: boolean;
-	/** Why the read went where it did. */
-	reason: RouteReason | undefined;
-	/** The replica it runs on (only a read on a replica is retried elsewhere). */
-	replica: Replica | undefined;
-	/** The read timeout fired and cut the connection. */
-	timedOut: boolean;
-	/** While watched: when the read times out (epoch ms). */
-	deadline: number;
-	/** The connection the read runs on, to cut past its deadline. */
-	connection: PooledConnection | undefined;
-}
 
 export interface ReadPoolOptions {
 	/** Every node in round-robin order: the replicas, then the configured primary (which serves reads only once it is a standby). */
@@ -293,12 +264,4 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 function rethrowAcquireError(error: unknown): never {
 	throw asAcquireError(error);
-}
-
-/** A read outlived `readTimeoutMs` (a frozen server): its connection is cut, and it fails over. */
-export function readPastDeadline(attempt: ReadAttempt): void {
-	attempt.timedOut = true;
-	if (attempt.connection) {
-		abortConnection(attempt.connection);
-	}
 }
