@@ -5,6 +5,7 @@ import {writeFile} from 'node:fs/promises';
 import {setTimeout as delay} from 'node:timers/promises';
 import {multidb} from '../source/index.js';
 import {markdownTable, startBenchCluster, whoAnswers} from './harness.js';
+import {lineChart} from './chart.js';
 import type {BenchSection} from './section.js';
 
 const concurrency = 8;
@@ -102,27 +103,14 @@ function rejoinText(ms: number | undefined): string {
 	return ms === undefined ? `never (within the remaining ${(totalMs - restartAtMs) / 1000} s)` : `${Math.round(ms)} ms`;
 }
 
-/** A small SVG line chart: reads/s per server over time, one panel per reader. */
+/** Reads/s per server over time, one panel per reader. */
 function chart(timelines: Record<'native' | 'routed', Timeline>): string {
-	const series = [['primary', '#555'], ['replica1', '#1f77b4'], ['replica2', '#2ca02c'], ['failed', '#d62728']] as const;
-	const width = 460;
-	const height = 220;
-	const margin = {left: 50, right: 10, top: 30, bottom: 35};
-	const perSecond = (value: number) => value * (1000 / bucketMs);
-	const top = Math.max(1, ...Object.values(timelines).flatMap(timeline => timeline.buckets.flatMap(bucket => Object.values(bucket).map(perSecond))));
-	const panel = (timeline: Timeline, title: string, offsetX: number) => {
-		const x = (index: number) => offsetX + margin.left + ((index + 0.5) / timeline.buckets.length) * (width - margin.left - margin.right);
-		const y = (value: number) => margin.top + (1 - (value / top)) * (height - margin.top - margin.bottom);
-		const lines = series.map(([name, color]) => `<polyline fill="none" stroke="${color}" stroke-width="2" points="${timeline.buckets.map((bucket, index) => `${x(index).toFixed(1)},${y(perSecond(bucket[name] ?? 0)).toFixed(1)}`).join(' ')}"/>`).join('');
-		const marks = [[stopAtMs, 'stop'], [restartAtMs, 'start']] as const;
-		const events = marks.map(([at, label]) => {
-			const position = x((at / bucketMs) - 0.5);
-			return `<line x1="${position}" x2="${position}" y1="${margin.top}" y2="${height - margin.bottom}" stroke="#999" stroke-dasharray="4"/><text x="${position + 3}" y="${margin.top + 10}" font-size="10">${label} replica1</text>`;
-		}).join('');
-		const axis = `<line x1="${offsetX + margin.left}" x2="${offsetX + margin.left}" y1="${margin.top}" y2="${height - margin.bottom}" stroke="#000"/><line x1="${offsetX + margin.left}" x2="${offsetX + width - margin.right}" y1="${height - margin.bottom}" y2="${height - margin.bottom}" stroke="#000"/><text x="${offsetX + margin.left - 5}" y="${margin.top + 4}" font-size="10" text-anchor="end">${Math.round(top)}</text><text x="${offsetX + margin.left - 5}" y="${height - margin.bottom}" font-size="10" text-anchor="end">0</text><text x="${offsetX + (width / 2)}" y="${height - 8}" font-size="11" text-anchor="middle">seconds (0–${totalMs / 1000})</text>`;
-		return `<text x="${offsetX + (width / 2)}" y="18" font-size="13" text-anchor="middle" font-weight="bold">${title}</text>${axis}${events}${lines}`;
-	};
-
-	const legend = series.map(([name, color], index) => `<rect x="${20 + (index * 110)}" y="${height + 5}" width="12" height="12" fill="${color}"/><text x="${36 + (index * 110)}" y="${height + 15}" font-size="12">${name === 'failed' ? 'failed reads' : `${name} reads`}/s</text>`).join('');
-	return `<svg xmlns="http://www.w3.org/2000/svg" width="${width * 2}" height="${height + 25}" font-family="sans-serif"><rect width="100%" height="100%" fill="#fff"/>${panel(timelines.native, 'Sequelize replication', 0)}${panel(timelines.routed, 'sequelize-multidb', width)}${legend}</svg>\n`;
+	return lineChart({
+		series: [['primary', '#555'], ['replica1', '#1f77b4'], ['replica2', '#2ca02c'], ['failed', '#d62728']].map(([key, color]) => ({key, color, label: key === 'failed' ? 'failed reads' : `${key} reads`})),
+		panels: [{title: 'Sequelize replication', buckets: timelines.native.buckets}, {title: 'sequelize-multidb', buckets: timelines.routed.buckets}],
+		bucketMs,
+		totalMs,
+		marks: [[stopAtMs, 'stop replica1'], [restartAtMs, 'start replica1']],
+		unit: '/s',
+	});
 }

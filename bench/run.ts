@@ -7,6 +7,7 @@ import {failover} from './failover.js';
 import {machine, markdownTable, startBenchCluster, type BenchCluster} from './harness.js';
 import {koaOverhead} from './koa.js';
 import {memory} from './memory.js';
+import {promotion} from './promotion.js';
 import {readAfterWrite} from './read-after-write.js';
 import type {BenchSection} from './section.js';
 import {spreadOfReads} from './spread.js';
@@ -18,6 +19,7 @@ const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> 
 	koa: koaOverhead,
 	'read-after-write': readAfterWrite,
 	failover: async () => failover(),
+	promotion: async () => promotion(),
 	memory,
 };
 
