@@ -18,6 +18,8 @@ export function clusterEnvironment(cluster: LocalCluster): Record<string, string
 	return {
 		MULTIDB_TEST_PRIMARY: cluster.url(cluster.primary),
 		MULTIDB_TEST_REPLICAS: cluster.replicas.map(replica => cluster.url(replica)).join(','),
+		// The binaries' `postgres --version`: set only for a cluster the project started.
+		MULTIDB_TEST_POSTGRES: cluster.binaries.version,
 	};
 }
 
