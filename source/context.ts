@@ -2,8 +2,6 @@
 // AsyncLocalStorage, so it follows a request through every await and never leaks into a
 // concurrent one (the seed kept it in a thread-local).
 import {AsyncLocalStorage} from 'node:async_hooks';
-import {MultiDbError} from './errors.js';
-import {decodeToken} from './lsn.js';
 import {describe, invalid, isMultiDb} from './validate.js';
 
 /**
@@ -35,6 +33,10 @@ export interface DatabaseMarks {
 	minLsn?: bigint;
 	/** A write query ran through this database in this flow (the response pins the client; `unpin` keeps this). */
 	wrote: boolean;
+	/** With affinity: the replica this flow reads from (a `Replica` of this router). */
+	replica?: object;
+	/** With affinity: when the flow's last read on `replica` completed (epoch ms). */
+	replicaSeenAt?: number;
 }
 
 export interface RoutingScope {
@@ -44,6 +46,10 @@ export interface RoutingScope {
 	readonly flow?: FlowState;
 	/** Consistency tokens from `withConsistency`, innermost last. */
 	readonly consistency?: readonly string[];
+	/** Inside `withAffinity`: the flow reads from one replica per database. */
+	readonly affinity?: boolean;
+	/** Inside `useReplicas(group)`: reads go to that group's replicas. */
+	readonly replicaGroup?: string;
 }
 
 // One storage per process, however many copies of this package are loaded: the ESM and
@@ -93,6 +99,11 @@ export function currentScope(): RoutingScope | undefined {
 	return storage.getStore();
 }
 
+/** Runs `fn` in `scope` (read-scopes.ts builds the scopes of `withConsistency`, `withAffinity`, `useReplicas`). */
+export function runInScope<T>(scope: RoutingScope, fn: () => T): T {
+	return storage.run(scope, fn);
+}
+
 /** Runs `fn` as a new flow (a request): nothing the caller pinned or wrote carries in. */
 export function runInNewFlow<T>(fn: () => T, flow: FlowState = newFlow()): T {
 	return storage.run({primaryOnly: false, flow}, fn);
@@ -120,8 +131,7 @@ export function usePrimaryDb<T>(fn: () => T): T {
 		throw new TypeError(`Expected \`fn\` to be a function, got ${describe(fn)}`);
 	}
 
-	const scope = currentScope();
-	return storage.run({primaryOnly: true, flow: scope?.flow, consistency: scope?.consistency}, fn);
+	return storage.run({...currentScope(), primaryOnly: true}, fn);
 }
 
 /**
@@ -130,28 +140,7 @@ export function usePrimaryDb<T>(fn: () => T): T {
  */
 export function withOwnFlow<T>(fn: () => T): T {
 	const scope = currentScope();
-	return scope?.flow ? fn() : storage.run({primaryOnly: scope?.primaryOnly ?? false, flow: newFlow(), consistency: scope?.consistency}, fn);
-}
-
-/**
- * Runs `fn` with reads that see at least what the token's write saw: each read goes to a
- * replica that has replayed the token's WAL position, or to the primary while none has.
- * For work that leaves the request (a queued job, another service): pass it the token
- * from `db.consistencyToken()`. A malformed or oversized token throws `MULTIDB_BAD_TOKEN`;
- * one of another cluster is ignored; one with a bad signature sends reads to the primary.
- */
-export function withConsistency<T>(token: string, fn: () => T): T {
-	if (typeof fn !== 'function') {
-		throw new TypeError(`Expected \`fn\` to be a function, got ${describe(fn)}`);
-	}
-
-	const decoded = decodeToken(token);
-	if (!decoded.ok) {
-		throw new MultiDbError('MULTIDB_BAD_TOKEN', `Expected \`token\` to be a consistency token from db.consistencyToken(), got ${decoded.problem === 'oversized' ? `one of ${token.length} characters` : describe(token)}`);
-	}
-
-	const scope = currentScope();
-	return storage.run({primaryOnly: scope?.primaryOnly ?? false, flow: scope?.flow, consistency: [...scope?.consistency ?? [], token]}, fn);
+	return scope?.flow ? fn() : storage.run({primaryOnly: false, ...scope, flow: newFlow()}, fn);
 }
 
 /** `usePrimaryDb.wrap(fn)`: a function that runs `fn` inside `usePrimaryDb` on every call. */
@@ -261,6 +250,6 @@ function flowForChange(): FlowState {
 	}
 
 	const flow = newFlow();
-	storage.enterWith({primaryOnly: scope?.primaryOnly ?? false, flow});
+	storage.enterWith({primaryOnly: false, ...scope, flow});
 	return flow;
 }

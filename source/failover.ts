@@ -6,6 +6,7 @@ import createDebug from 'debug';
 import {QueryTypes} from 'sequelize';
 import {currentScope, marksOf, type RoutingScope} from './context.js';
 import type {ReadDeadlines} from './deadline.js';
+import type {Affinity} from './affinity.js';
 import {classifyFailure, describeFailure} from './failure.js';
 import type {Prober} from './prober.js';
 import {isWriteQuery, queryTypeOf, type QueryFacts} from './query-kind.js';
@@ -42,6 +43,8 @@ export interface FailoverOptions {
 	readonly stats: StatsRecorder;
 	readonly deadlines: ReadDeadlines<ReadAttempt> | undefined;
 	readonly prober: Prober | undefined;
+	/** Request affinity: a flow's completed read on its replica bounds what it has seen. */
+	readonly affinity: Affinity | undefined;
 	/** Sequelize's `options.query`: defaults merged into every query's options. */
 	readonly queryDefaults: QueryFacts;
 	/** The transaction Sequelize takes from its CLS namespace, where `useCLS` is on. */
@@ -87,6 +90,9 @@ export class Failover {
 		return this.#options.originalQuery(sql, routedOptions).then(result => {
 			if (attempt) {
 				this.#options.deadlines?.done(attempt);
+				if (attempt.reason === 'affinity' && scope?.flow) {
+					this.#options.affinity?.saw(marksOf(scope.flow, this.#options.router));
+				}
 			}
 
 			this.#account(attempt, sql, options, scope);
@@ -173,6 +179,10 @@ export class Failover {
 		if (attempt?.replica && attempt.reason) {
 			// A routed read on a replica (the common case): the read pool said where and why.
 			this.#options.stats.record(attempt.replica.name, attempt.reason);
+			if (scope?.replicaGroup !== undefined) {
+				this.#options.stats.group(scope.replicaGroup);
+			}
+
 			return;
 		}
 

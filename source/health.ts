@@ -58,6 +58,8 @@ export class ReplicaHealth {
 	lagMs: number | undefined;
 	lagBytes: bigint | undefined;
 	replayLsn: bigint | undefined;
+	/** When a replay position was last read off the replica (epoch ms): `replayLsn` is at least what it had replayed then. */
+	replayReadAt = 0;
 	/** The server is no longer a standby (it was promoted): it must not serve reads. */
 	promoted = false;
 	/** When a direct question last found it caught up with a fresh write (epoch ms). */
@@ -157,7 +159,8 @@ export class ReplicaHealth {
 	}
 
 	/** Notes a replay position read off the replica; positions only move forward. */
-	replayed(lsn: bigint): void {
+	replayed(lsn: bigint, now = Date.now()): void {
+		this.replayReadAt = now;
 		if (this.replayLsn === undefined || lsn > this.replayLsn) {
 			this.replayLsn = lsn;
 		}

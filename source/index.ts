@@ -1,6 +1,7 @@
 export {multidb} from './multidb.js';
 export type {MultiDb, MultiDbEvents, MultiDbHook, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
-export {usePrimaryDb, pin, unpin, isPinned, withConsistency} from './context.js';
+export {usePrimaryDb, pin, unpin, isPinned} from './context.js';
+export {withConsistency, withAffinity, useReplicas} from './read-scopes.js';
 export {pinning, dbWrite} from './koa.js';
 export type {MultiDbOptions} from './options.js';
 export type {PinningOptions} from './pinning-options.js';

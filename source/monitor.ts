@@ -220,6 +220,11 @@ export class LagMonitor {
 		};
 	}
 
+	/** The primary's WAL position as first read after `since` (epoch ms), if any: at least what any standby had replayed at `since`. */
+	primaryPositionSince(since: number): bigint | undefined {
+		return this.#history.find(sample => sample.at > since)?.lsn;
+	}
+
 	#remember(lsn: bigint): void {
 		const now = Date.now();
 		this.#history.push({at: now, lsn});

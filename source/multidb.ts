@@ -1,31 +1,23 @@
-// `multidb()` and the handle it returns. The handle assembles the router's parts for one
-// Sequelize instance (nodes, read and write pools, failover, prober, monitor, primary
-// follower) and has `install` put them in place; after that it only answers questions
-// (status, stats, tokens).
+// `multidb()` and the handle it returns. The handle has the router's parts for one
+// Sequelize instance assembled (assemble.ts), adds the failover and the stats, and has
+// `install` put them in place; after that it only answers questions (status, stats, tokens).
 import {EventEmitter} from 'node:events';
 import createDebug from 'debug';
 import {QueryTypes, type QueryOptions, type Sequelize} from 'sequelize';
-import {CatchUp} from './catch-up.js';
+import {assembleReadSide, type ReadSide} from './assemble.js';
 import {Consistency} from './consistency.js';
 import {forgetRouter, registerRouter} from './context.js';
-import {ReadDeadlines} from './deadline.js';
 import {MultiDbError, warningCodes, warningType} from './errors.js';
 import type {EmitEvent, MultiDbEvents} from './events.js';
 import {Failover} from './failover.js';
-import {install, nativePools} from './install.js';
-import {LagMonitor} from './monitor.js';
-import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
-import {readPastDeadline, type ReadAttempt} from './read-attempt.js';
-import {ReadPoolOfReplicas} from './read-pool.js';
+import {install} from './install.js';
 import {nodeStatus, replicaStatus, type NodeStatus, type ReplicaStatus} from './node-status.js';
-import {PrimaryFollower} from './primary-follower.js';
-import {Prober, versionOfAnyServer} from './prober.js';
-import type {Replica, ReplicaInfo} from './replica.js';
-import {createNodes} from './replica-set.js';
-import {checkSequelize, clsTransactionOf, configuredReplicas, connectionManagerOf, looksLikeSequelize, queryDefaultsOf} from './sequelize-internals.js';
+import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
+import {versionOfAnyServer} from './prober.js';
+import type {ReplicaInfo} from './replica.js';
+import {checkSequelize, clsTransactionOf, connectionManagerOf, looksLikeSequelize, queryDefaultsOf} from './sequelize-internals.js';
 import {StatsRecorder, type RouteStats} from './stats.js';
 import {describe, isMultiDb, routerBrand} from './validate.js';
-import {WritePool} from './write-pool.js';
 
 export type {MultiDbEvents} from './events.js';
 export type {ReplicaInfo} from './replica.js';
@@ -35,9 +27,6 @@ const log = createDebug('sequelize-multidb:router');
 
 /** Marks an instance as taken, across the ESM and CommonJS builds of this package. */
 const installedKey = Symbol.for('sequelize-multidb.installed');
-
-/** Bound on a monitor probe when `readTimeoutMs` is 0 (off): a probe must never hang. */
-const defaultProbeTimeoutMs = 10_000;
 
 export type ReplicaQueryOptions = Omit<QueryOptions, 'type' | 'transaction' | 'plain' | 'useMaster'>;
 
@@ -51,11 +40,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	readonly [routerBrand] = true;
 	readonly sequelize: Sequelize;
 	readonly options: ResolvedMultiDbOptions;
-	readonly #pool: ReadPoolOfReplicas | undefined;
-	readonly #configuredPrimary: Replica | undefined;
-	readonly #monitor: LagMonitor | undefined;
-	readonly #prober: Prober | undefined;
-	readonly #deadlines: ReadDeadlines<ReadAttempt> | undefined;
+	/** Undefined when no replica is configured. */
+	readonly #parts: ReadSide | undefined;
 	readonly #stats: StatsRecorder;
 	readonly #consistency: Consistency;
 	readonly #failover: Failover;
@@ -74,75 +60,37 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		// Its reads of the primary go through the installed query, counted like any other.
 		const onPrimary = async (sql: string) => this.sequelize.query<Record<string, unknown>>(sql, {type: QueryTypes.SELECT, plain: true, useMaster: true});
 		this.#consistency = new Consistency(onPrimary, options.keys, this);
-		const configs = configuredReplicas(sequelize);
-		const native = nativePools(sequelize);
-		const replication = manager.config.replication;
-		let writePool: WritePool | undefined;
-		if (replication && configs.length > 0 && native) {
-			const {primary, replicas} = createNodes(replication.write, configs, {manager, flapWindowMs: options.cooldownMs, maxLagMs: options.maxLagMs, maxLagBytes: options.maxLagBytes, emit, connectTimeoutMs: options.connectTimeoutMs, shuffle: options.shuffle});
-			const nodes = [...replicas, primary];
-			this.#configuredPrimary = primary;
-			writePool = new WritePool({manager, nativePool: native.write, configuredPrimary: primary});
-			const follower = new PrimaryFollower({writePool, follow: options.followPrimary, emit});
-			const prober = new Prober({manager, timeoutMs: options.connectTimeoutMs});
-			this.#prober = prober;
-			this.#deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs, readPastDeadline) : undefined;
-			this.#pool = new ReadPoolOfReplicas({
-				replicas: nodes,
-				router: this,
-				consistency: this.#consistency,
-				catchUp: new CatchUp(nodes, options.connectTimeoutMs),
-				fallbackToPrimary: options.fallbackToPrimary,
-				nativePool: native.read,
-				primaryPool: writePool,
-				deadlines: this.#deadlines,
-				onConnectFailure: (replica, error) => {
-					// A read that could not connect to this replica moves on to the next one.
-					this.#stats.failover('connection');
-					prober.connectionFailed(replica, error);
-				},
-				emit,
-			});
-			if (options.monitorIntervalMs > 0) {
-				this.#monitor = new LagMonitor({
-					manager,
-					nodes,
-					intervalMs: options.monitorIntervalMs,
-					probeTimeoutMs: options.readTimeoutMs > 0 ? options.readTimeoutMs : defaultProbeTimeoutMs,
-					onRoles: readings => follower.observe(readings),
-					onFailure: (node, error) => {
-						prober.connectionFailed(node, error);
-					},
-				});
-				this.#monitor.start();
-			}
-		} else {
+		const parts = assembleReadSide({sequelize, options, router: this, consistency: this.#consistency, emit, countConnectFailover: () => {
+			this.#stats.failover('connection');
+		}});
+		if (!parts) {
 			process.emitWarning('sequelize-multidb: no replicas are configured (`replication.read` is missing or empty); every read goes to the primary', {type: warningType, code: warningCodes.noReplicas});
 		}
 
+		this.#parts = parts;
 		// The configured primary shows under its own name only once it serves reads as a standby.
 		this.#stats = new StatsRecorder(['primary', ...this.replicas.map(replica => replica.name)]);
 		this.#failover = new Failover({
 			originalQuery: sequelize.query.bind(sequelize) as (sql: unknown, options?: unknown) => Promise<unknown>,
-			pool: this.#pool,
+			pool: this.#parts?.pool,
 			router: this,
 			stats: this.#stats,
-			deadlines: this.#deadlines,
-			prober: this.#prober,
+			deadlines: this.#parts?.deadlines,
+			prober: this.#parts?.prober,
+			affinity: this.#parts?.affinity,
 			queryDefaults: queryDefaultsOf(sequelize),
 			clsTransaction: () => clsTransactionOf(sequelize),
 		});
-		const pool = this.#pool;
 		install({
 			sequelize,
 			failover: this.#failover,
-			pool,
-			writePool,
-			serverVersion: writePool && pool ? async () => versionOfAnyServer(manager, [writePool.primary, ...pool.replicas.filter(node => !node.takesWrites)], options.connectTimeoutMs) : undefined,
+			pool: parts?.pool,
+			writePool: parts?.writePool,
+			serverVersion: parts ? async () => versionOfAnyServer(manager, [parts.writePool.primary, ...parts.pool.replicas.filter(node => !node.takesWrites)], options.connectTimeoutMs) : undefined,
 			close: async () => this.close(),
 		});
 		registerRouter(this);
-		log('installed with %d replica(s): %o', this.#pool?.replicas.length ?? 0, this.#pool?.replicas.map(replica => replica.name));
+		log('installed with %d replica(s): %o', this.#parts?.pool.replicas.length ?? 0, this.#parts?.pool.replicas.map(replica => replica.name));
 	}
 
 	/**
@@ -151,13 +99,13 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	 * promoted replica is not).
 	 */
 	get replicas(): readonly ReplicaStatus[] {
-		return this.#pool?.replicas.filter(replica => !replica.takesWrites).map(replica => replicaStatus(replica)) ?? [];
+		return this.#parts?.pool.replicas.filter(replica => !replica.takesWrites).map(replica => replicaStatus(replica)) ?? [];
 	}
 
 	/** Every node of the cluster (the replicas, then the configured primary), with its role and whether it takes the writes now. Empty without replicas. */
 	get nodes(): readonly NodeStatus[] {
-		const primary = this.#configuredPrimary;
-		return primary ? this.#pool?.replicas.map(node => nodeStatus(node, primary)) ?? [] : [];
+		const parts = this.#parts;
+		return parts ? parts.pool.replicas.map(node => nodeStatus(node, parts.configuredPrimary)) : [];
 	}
 
 	/** The next replica in round-robin order (the seed's `get_replica`), usable or not. */
@@ -166,11 +114,11 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 			throw new MultiDbError('MULTIDB_CLOSED', 'This router is closed');
 		}
 
-		if (!this.#pool) {
+		if (!this.#parts) {
 			throw new MultiDbError('MULTIDB_NO_REPLICAS', 'No replicas are configured (`replication.read` is missing or empty)');
 		}
 
-		const replica = this.#pool.nextInTurn();
+		const replica = this.#parts.balancer.nextInTurn();
 		const query = async (sql: string, queryOptions: ReplicaQueryOptions = {}) => {
 			if (typeof sql !== 'string') {
 				throw new TypeError(`Expected \`sql\` to be a string, got ${describe(sql)}`);
@@ -212,21 +160,21 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 
 	/** @internal Whether every replica is known to have replayed up to `lsn`. */
 	everyReplicaHasReplayed(lsn: bigint): boolean {
-		return this.#pool?.replicas.every(node => !node.standby || node.hasReplayed(lsn)) ?? false;
+		return this.#parts?.pool.replicas.every(node => !node.standby || node.hasReplayed(lsn)) ?? false;
 	}
 
 	/** Probes every replica now instead of at the monitor's next tick. */
 	async refreshReplicas(): Promise<void> {
-		await this.#monitor?.probe();
+		await this.#parts?.monitor?.probe();
 	}
 
 	/** Stops background work. `sequelize.close()` calls it too, and also closes the pools. */
 	async close(): Promise<void> {
 		this.#closed = true;
 		forgetRouter(this);
-		this.#deadlines?.stop();
-		this.#prober?.stop();
-		await this.#monitor?.stop();
+		this.#parts?.deadlines?.stop();
+		this.#parts?.prober.stop();
+		await this.#parts?.monitor?.stop();
 	}
 }
 

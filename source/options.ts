@@ -1,6 +1,6 @@
 // The options of `multidb()`: their types, defaults and validation, resolved once at
 // construction.
-import {checkBoolean, checkNumber, checkOptionsObject, invalid} from './validate.js';
+import {checkBoolean, checkNumber, checkOneOf, checkOptionsObject, invalid} from './validate.js';
 
 export interface MultiDbOptions {
 	/**
@@ -73,6 +73,34 @@ export interface MultiDbOptions {
 	 * @default true
 	 */
 	readonly followPrimary?: boolean;
+	/**
+	 * Request affinity: each flow (a request under `pinning()`, a `withAffinity()` scope)
+	 * reads from one replica, picked at its first read (round robin over flows), so its
+	 * reads never go back in time. Off by default: per-query balancing spreads load best.
+	 * `withAffinity(fn)` turns it on for one scope whatever this says.
+	 * @default false
+	 */
+	readonly affinity?: boolean;
+	/**
+	 * How a read's replica is chosen among those in rotation: `round-robin` (per query, in
+	 * turn, weighted by `weights`), or `least-outstanding` (the replica with the fewest reads
+	 * in flight from this process, per unit of weight; ties in turn).
+	 * @default 'round-robin'
+	 */
+	readonly balance?: 'round-robin' | 'least-outstanding';
+	/**
+	 * Relative weights of replicas, by name (`host:port`, as `db.replicas` shows): a replica
+	 * of weight 2 takes twice the reads of one of weight 1 (smooth weighted round robin, no
+	 * bursts). Unlisted replicas weigh 1.
+	 * @default {} (all equal)
+	 */
+	readonly weights?: Readonly<Record<string, number>>;
+	/**
+	 * Named sets of replicas, by name: `useReplicas('api', fn)` confines the reads of `fn` to
+	 * the `api` group. A replica may be in several groups.
+	 * @default {}
+	 */
+	readonly groups?: Readonly<Record<string, readonly string[]>>;
 }
 
 export type ResolvedMultiDbOptions = Readonly<Required<MultiDbOptions>>;
@@ -88,6 +116,10 @@ export const multidbDefaults: ResolvedMultiDbOptions = Object.freeze({
 	readTimeoutMs: 10_000,
 	keys: Object.freeze([]),
 	followPrimary: true,
+	affinity: false,
+	balance: 'round-robin',
+	weights: Object.freeze({}),
+	groups: Object.freeze({}),
 });
 
 const knownOptions = Object.keys(multidbDefaults);
@@ -99,6 +131,19 @@ export function resolveMultiDbOptions(options: unknown): ResolvedMultiDbOptions 
 	checkBoolean('shuffle', merged.shuffle);
 	checkBoolean('fallbackToPrimary', merged.fallbackToPrimary);
 	checkBoolean('followPrimary', merged.followPrimary);
+	checkBoolean('affinity', merged.affinity);
+	checkOneOf('balance', merged.balance, ['round-robin', 'least-outstanding']);
+	const weights = checkRecord('weights', merged.weights, (name, value) => {
+		checkNumber(name, value, {min: 0, exclusive: true});
+		return value as number;
+	});
+	const groups = checkRecord('groups', merged.groups, (name, value) => {
+		if (!Array.isArray(value) || value.length === 0 || !value.every(entry => typeof entry === 'string' && entry.length > 0)) {
+			throw invalid(name, 'a non-empty array of replica names', value);
+		}
+
+		return Object.freeze([...value as string[]]);
+	});
 	checkNumber('cooldownMs', merged.cooldownMs);
 	checkNumber('connectTimeoutMs', merged.connectTimeoutMs, {min: 0, exclusive: true});
 	checkNumber('readTimeoutMs', merged.readTimeoutMs);
@@ -111,7 +156,16 @@ export function resolveMultiDbOptions(options: unknown): ResolvedMultiDbOptions 
 	}
 
 	checkKeys('keys', merged.keys);
-	return Object.freeze({...merged, keys: Object.freeze([...merged.keys as string[]])}) as unknown as ResolvedMultiDbOptions;
+	return Object.freeze({...merged, keys: Object.freeze([...merged.keys as string[]]), weights, groups}) as unknown as ResolvedMultiDbOptions;
+}
+
+/** A plain object whose every value passes `check` (which names the entry), copied and frozen. */
+function checkRecord<T>(name: string, value: unknown, check: (entryName: string, entry: unknown) => T): Readonly<Record<string, T>> {
+	if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+		throw invalid(name, 'an object keyed by replica or group name', value);
+	}
+
+	return Object.freeze(Object.fromEntries(Object.entries(value).map(([key, entry]) => [key, check(`${name}.${key}`, entry)])));
 }
 
 function checkKeys(name: string, value: unknown): void {

@@ -4,9 +4,11 @@
 // with its attempt (made by the installed query, carried in the query's own options); a
 // `readOnly` transaction comes through Sequelize's dispatcher, with none.
 import createDebug from 'debug';
+import type {Affinity} from './affinity.js';
+import type {Balancer} from './balancer.js';
 import type {CatchUp} from './catch-up.js';
 import type {Consistency} from './consistency.js';
-import {currentScope, readsPinned, type RoutingScope} from './context.js';
+import {currentScope, readsPinned, type DatabaseMarks, type RoutingScope} from './context.js';
 import type {ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import type {EmitEvent} from './events.js';
@@ -14,8 +16,9 @@ import {classifyFailure, describeFailure} from './failure.js';
 import {isLockingRead} from './query-kind.js';
 import type {ReadAttempt} from './read-attempt.js';
 import {replicaOf, type Replica} from './replica.js';
-import {decideRead, lastResortOrder, pickReplica, type ReadDecision, type ReadFacts} from './routing-policy.js';
-import {asAcquireError, type PooledConnection, type ReadPool} from './sequelize-internals.js';
+import type {ReplicaGroups} from './replica-groups.js';
+import {decideRead, lastResortOrder, type ReadDecision, type ReadFacts} from './routing-policy.js';
+import {asAcquireError, rethrowAsAcquireError, type PooledConnection, type ReadPool} from './sequelize-internals.js';
 
 const log = createDebug('sequelize-multidb:pool');
 
@@ -36,28 +39,22 @@ export interface ReadPoolOptions {
 	/** A replica failed to give a connection (the prober takes it from there). */
 	readonly onConnectFailure: (replica: Replica, error: unknown) => void;
 	readonly emit: EmitEvent;
+	/** Chooses among the replicas a read may use. */
+	readonly balancer: Balancer;
+	readonly affinity: Affinity;
+	readonly groups: ReplicaGroups;
 }
 
 export class ReadPoolOfReplicas implements ReadPool {
 	readonly replicas: readonly Replica[];
 	readonly #options: ReadPoolOptions;
-	#cursor = 0;
+	readonly #balancer: Balancer;
 	#fallingBack = false;
 
 	constructor(options: ReadPoolOptions) {
 		this.#options = options;
 		this.replicas = options.replicas;
-	}
-
-	/** The next node in round-robin order that does not take the writes, usable or not (`getReplica()`). */
-	nextInTurn(): Replica {
-		let replica: Replica;
-		do {
-			replica = this.replicas[this.#cursor];
-			this.#cursor = (this.#cursor + 1) % this.replicas.length;
-		} while (replica.takesWrites);
-
-		return replica;
+		this.#balancer = options.balancer;
 	}
 
 	/**
@@ -69,7 +66,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 		const forced = attempt.forcedReplica;
 		if (forced) {
 			attempt.reason = 'chosen-replica';
-			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection), rethrowAcquireError);
+			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection), rethrowAsAcquireError);
 		}
 
 		if (attempt.scope?.consistency && this.#options.consistency.knownSystemId === undefined && !attempt.identityAsked) {
@@ -80,13 +77,19 @@ export class ReadPoolOfReplicas implements ReadPool {
 			return this.#options.consistency.systemIdentifier().then(again, again);
 		}
 
-		const decision = decideRead(this.#facts(attempt.scope, isLockingRead(attempt.sql), attempt.misroutedWrite, false));
-		attempt.reason = decision.reason;
+		const {scope} = attempt;
+		const decision = decideRead(this.#facts(scope, isLockingRead(attempt.sql), attempt.misroutedWrite, false));
+		attempt.reason = decision.reason === 'round-robin' ? this.#balancer.reason : decision.reason;
 		if (decision.target === 'primary') {
-			return this.#options.primaryPool.acquire().catch(rethrowAcquireError);
+			return this.#options.primaryPool.acquire().catch(rethrowAsAcquireError);
 		}
 
-		const replica = this.#next(attempt.excluded, decision.minLsn);
+		const marks = this.#options.affinity.marksFor(scope);
+		if (marks) {
+			return this.#acquireWithAffinity(attempt, decision, marks);
+		}
+
+		const replica = this.#balancer.next(attempt.excluded, decision.minLsn, scope?.replicaGroup === undefined ? undefined : this.#options.groups.allowed(scope));
 		if (!replica) {
 			return this.#acquireSlowly(attempt, attempt.excluded, decision);
 		}
@@ -105,12 +108,18 @@ export class ReadPoolOfReplicas implements ReadPool {
 	acquire(): Promise<PooledConnection> {
 		const scope = currentScope();
 		const decision = decideRead(this.#facts(scope, false, false, true));
-		return decision.target === 'primary' ? this.#options.primaryPool.acquire() : this.#acquireSlowly(undefined, undefined, decision);
+		if (decision.target === 'primary') {
+			return this.#options.primaryPool.acquire();
+		}
+
+		const replica = this.#options.affinity.replicaForTransaction(scope);
+		return replica ? replica.pool.acquire().then(connection => this.#watched(undefined, replica, connection)) : this.#acquireSlowly(undefined, undefined, decision);
 	}
 
 	release(connection: PooledConnection): void {
 		const replica = replicaOf(connection);
 		if (replica) {
+			this.#balancer.finished(replica, connection);
 			replica.pool.release(connection);
 		} else {
 			this.#options.nativePool.release(connection);
@@ -119,6 +128,10 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 	async destroy(connection: PooledConnection): Promise<void> {
 		const replica = replicaOf(connection);
+		if (replica) {
+			this.#balancer.finished(replica, connection);
+		}
+
 		await (replica ? replica.pool.destroy(connection) : this.#options.nativePool.destroy(connection));
 	}
 
@@ -136,14 +149,36 @@ export class ReadPoolOfReplicas implements ReadPool {
 		return {pinned: readsPinned(scope, this.#options.router), required: consistency.concerns(scope) ? consistency.requiredPosition(scope) : undefined, locking, misroutedWrite, transaction};
 	}
 
-	#next(excluded: ReadonlyMap<Replica, string> | undefined, minLsn: bigint | undefined): Replica | undefined {
-		const index = pickReplica(this.replicas, this.#cursor, excluded, minLsn);
-		if (index < 0) {
-			return undefined;
-		}
+	/**
+	 * A read of a flow with affinity: on the flow's replica, or the one that takes over from
+	 * it; where none may, on the primary for the rest of the flow (a flow that saw the
+	 * primary's data must not read a replica behind it).
+	 */
+	async #acquireWithAffinity(attempt: ReadAttempt, decision: ReadDecision & {target: 'replicas'}, marks: DatabaseMarks): Promise<PooledConnection> {
+		const allowed = this.#options.groups.allowed(attempt.scope);
+		let failed = attempt.excluded;
+		for (;;) {
+			const choice = this.#options.affinity.choose(marks, {excluded: failed, minLsn: decision.minLsn, allowed});
+			if (choice === 'lost' || choice === 'unbound') {
+				const connection = await (choice === 'lost' ? this.#options.primaryPool.acquire() : this.#acquireSlowly(attempt, failed, decision));
+				if (attempt.replica) {
+					marks.replica = attempt.replica;
+				} else {
+					marks.pinned = true;
+					attempt.reason = choice === 'lost' ? 'affinity-lost' : attempt.reason;
+				}
 
-		this.#cursor = (index + 1) % this.replicas.length;
-		return this.replicas[index];
+				return connection;
+			}
+
+			try {
+				const connection = await choice.pool.acquire();
+				attempt.reason = 'affinity';
+				return this.#watched(attempt, choice, connection);
+			} catch (error) {
+				failed = this.#connectFailed(choice, error, failed);
+			}
+		}
 	}
 
 	/** A replica failed to give a connection: nothing was sent to it, so it is safe to skip. */
@@ -159,11 +194,12 @@ export class ReadPoolOfReplicas implements ReadPool {
 	async #acquireSlowly(attempt: ReadAttempt | undefined, excluded: ReadonlyMap<Replica, string> | undefined, decision: ReadDecision & {target: 'replicas'}): Promise<PooledConnection> {
 		let failed = excluded;
 		const {minLsn} = decision;
+		const allowed = this.#options.groups.allowed(attempt?.scope ?? currentScope());
 		for (;;) {
-			let replica = this.#next(failed, minLsn);
+			let replica = this.#balancer.next(failed, minLsn, allowed);
 			if (!replica && minLsn !== undefined) {
 				const triedWithout = failed;
-				replica = await this.#options.catchUp.find(triedWithout, minLsn, () => this.#next(triedWithout, minLsn));
+				replica = await this.#options.catchUp.find(triedWithout, minLsn, () => this.#balancer.next(triedWithout, minLsn, allowed));
 				if (!replica) {
 					if (attempt) {
 						attempt.reason = 'not-caught-up';
@@ -188,12 +224,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 	}
 
 	async #fallback(attempt: ReadAttempt | undefined, failed: ReadonlyMap<Replica, string> | undefined): Promise<PooledConnection> {
-		const reasons: Record<string, string> = {};
-		for (const replica of this.replicas) {
-			if (!replica.takesWrites) {
-				reasons[replica.name] = failed?.get(replica) ?? replica.unusableReason();
-			}
-		}
+		const reasons = Object.fromEntries(this.replicas.filter(replica => !replica.takesWrites).map(replica => [replica.name, failed?.get(replica) ?? replica.unusableReason()]));
 
 		if (!this.#options.fallbackToPrimary || attempt?.primaryFailed) {
 			return this.#lastResort(attempt, failed, new NoReplicaAvailableError(reasons));
@@ -228,7 +259,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			throw finalError;
 		}
 
-		for (const replica of lastResortOrder(this.replicas, failed)) {
+		for (const replica of lastResortOrder(this.replicas, failed, this.#options.groups.allowed(attempt.scope))) {
 			try {
 				const connection = await replica.pool.acquire();
 				attempt.reason = 'last-resort';
@@ -252,6 +283,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 	 * the read fails over.
 	 */
 	#watched(attempt: ReadAttempt | undefined, replica: Replica, connection: PooledConnection): PooledConnection {
+		this.#balancer.started(replica, connection);
 		if (attempt) {
 			attempt.replica = replica;
 			attempt.connection = connection;
@@ -262,6 +294,3 @@ export class ReadPoolOfReplicas implements ReadPool {
 	}
 }
 
-function rethrowAcquireError(error: unknown): never {
-	throw asAcquireError(error);
-}

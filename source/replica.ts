@@ -71,6 +71,8 @@ export class Replica implements ReplicaInfo {
 	takesWrites: boolean;
 	/** Its timeline as last read off the server (a standby's as of its last restart point). */
 	timeline: number | undefined;
+	/** Reads of this process on it now (counted only with `balance: 'least-outstanding'`). */
+	inFlight = 0;
 	readonly #health: ReplicaHealth;
 	readonly #options: ReplicaOptions;
 	/** Connections made before the replica last went down are not handed out again. */
@@ -139,6 +141,11 @@ export class Replica implements ReplicaInfo {
 
 	get replayLsn(): bigint | undefined {
 		return this.#health.replayLsn;
+	}
+
+	/** When a replay position was last read off it (epoch ms): it had replayed at most `replayLsn` before then. */
+	get replayReadAt(): number {
+		return this.#health.replayReadAt;
 	}
 
 	/** When a direct question last found it caught up with a fresh write (epoch ms). */

@@ -25,6 +25,20 @@ export interface Candidate {
 	hasReplayed(lsn: bigint): boolean;
 }
 
+/** What one read allows: which replicas it may use. */
+export interface Eligibility<Replica> {
+	/** Replicas that failed earlier attempts of the same read. */
+	readonly excluded?: ReadonlyMap<Replica, unknown>;
+	/** A WAL position the replica must be known to have replayed. */
+	readonly minLsn?: bigint;
+	/** The replica group the read is confined to (`useReplicas`); undefined: any replica. */
+	readonly allowed?: ReadonlySet<Replica>;
+}
+
+export function isEligible<Replica extends Candidate>(replica: Replica, {excluded, minLsn, allowed}: Eligibility<Replica>): boolean {
+	return replica.usable && !excluded?.has(replica) && (minLsn === undefined || replica.hasReplayed(minLsn)) && (allowed === undefined || allowed.has(replica));
+}
+
 export type ReadDecision =
 	/** The primary takes the read. */
 	| {readonly target: 'primary'; readonly reason: RouteReason}
@@ -68,17 +82,68 @@ export function decideRead(facts: ReadFacts): ReadDecision {
  * `excluded` ones (failed earlier attempts of the same read) and, given `minLsn`, those not
  * known to have replayed that far; -1 when none qualifies.
  */
-export function pickReplica<Replica extends Candidate>(replicas: readonly Replica[], cursor: number, excluded: ReadonlyMap<Replica, unknown> | undefined, minLsn: bigint | undefined): number {
+export function pickReplica<Replica extends Candidate>(replicas: readonly Replica[], cursor: number, excluded: ReadonlyMap<Replica, unknown> | undefined, minLsn: bigint | undefined, allowed?: ReadonlySet<Replica>): number {
 	const count = replicas.length;
 	for (let step = 0; step < count; step++) {
 		const index = (cursor + step) % count;
 		const replica = replicas[index];
-		if (replica.usable && !excluded?.has(replica) && (minLsn === undefined || replica.hasReplayed(minLsn))) {
+		if (replica.usable && !excluded?.has(replica) && (minLsn === undefined || replica.hasReplayed(minLsn)) && (allowed === undefined || allowed.has(replica))) {
 			return index;
 		}
 	}
 
 	return -1;
+}
+
+/**
+ * Smooth weighted round robin (as nginx balances upstreams): each pick adds every eligible
+ * replica's weight to its score, takes the highest score, and takes the eligible weights'
+ * total off the winner. Weights 2:1 give A B A A B A ..., never a burst to one replica, and
+ * a replica leaving or rejoining rotation shifts the shares at once. `scores` is the
+ * balancer's state, updated in place. -1 when none is eligible.
+ */
+export function pickWeighted<Replica extends Candidate>(replicas: readonly Replica[], scores: number[], weights: readonly number[], eligibility: Eligibility<Replica>): number {
+	let best = -1;
+	let total = 0;
+	for (const [index, replica] of replicas.entries()) {
+		if (isEligible(replica, eligibility)) {
+			scores[index] += weights[index];
+			total += weights[index];
+			if (best < 0 || scores[index] > scores[best]) {
+				best = index;
+			}
+		}
+	}
+
+	if (best >= 0) {
+		scores[best] -= total;
+	}
+
+	return best;
+}
+
+/**
+ * Least outstanding requests (HAProxy's `leastconn`, Envoy's least request): the eligible
+ * replica with the fewest reads in flight per unit of weight; ties go to the first from
+ * `cursor`, so equal replicas still take turns. -1 when none is eligible.
+ */
+export function pickLeastOutstanding<Replica extends Candidate>(replicas: readonly Replica[], cursor: number, inFlight: (replica: Replica) => number, weights: readonly number[] | undefined, eligibility: Eligibility<Replica>): number {
+	const count = replicas.length;
+	let best = -1;
+	let bestLoad = Number.POSITIVE_INFINITY;
+	for (let step = 0; step < count; step++) {
+		const index = (cursor + step) % count;
+		const replica = replicas[index];
+		if (isEligible(replica, eligibility)) {
+			const load = inFlight(replica) / (weights?.[index] ?? 1);
+			if (load < bestLoad) {
+				best = index;
+				bestLoad = load;
+			}
+		}
+	}
+
+	return best;
 }
 
 /** Where a replica out of rotation stands for a read's last resort: up (lagging) first, then suspect, then down. */
@@ -95,8 +160,8 @@ const lastResortRank = {up: 0, suspect: 1, down: 2} as const;
  * a read: every one not promoted and not already failed by this read, the likeliest to
  * answer first (lagging ones answer, if late; then suspect; then down, fewest failed probes first).
  */
-export function lastResortOrder<Replica extends LastResortCandidate>(replicas: readonly Replica[], excluded: ReadonlyMap<Replica, unknown> | undefined): Replica[] {
+export function lastResortOrder<Replica extends LastResortCandidate>(replicas: readonly Replica[], excluded: ReadonlyMap<Replica, unknown> | undefined, allowed?: ReadonlySet<Replica>): Replica[] {
 	return replicas
-		.filter(replica => !replica.promoted && !excluded?.has(replica))
+		.filter(replica => !replica.promoted && !excluded?.has(replica) && (allowed === undefined || allowed.has(replica)))
 		.sort((a, b) => (lastResortRank[a.state] - lastResortRank[b.state]) || (a.failures - b.failures));
 }

@@ -214,6 +214,10 @@ export function asAcquireError(error: unknown): unknown {
 	return timedOut ? new ConnectionAcquireTimeoutError(error) : error;
 }
 
+export function rethrowAsAcquireError(error: unknown): never {
+	throw asAcquireError(error);
+}
+
 /** A Sequelize 6.31+ instance on the `postgres` dialect, or a TypeError that says what it is instead. */
 export function checkSequelize(sequelize: unknown): asserts sequelize is Sequelize {
 	if (!looksLikeSequelize(sequelize) || typeof sequelize.addHook !== 'function') {

@@ -6,6 +6,14 @@ import type {FailureKind} from './failure.js';
 export type RouteReason =
 	/** A read on a replica, the next in round-robin order. */
 	| 'round-robin'
+	/** A read on a replica, the next by smooth weighted round robin (`weights`). */
+	| 'weighted'
+	/** A read on the replica with the fewest reads in flight (`balance: 'least-outstanding'`). */
+	| 'least-outstanding'
+	/** A read on the replica its flow reads from (`affinity`, `withAffinity`). */
+	| 'affinity'
+	/** A read on the primary: its flow's replica left rotation, and no other replica was known to be as far along. */
+	| 'affinity-lost'
 	/** A read on the replica that `getReplica()` returned, through its `query()`. */
 	| 'chosen-replica'
 	/** A query inside a `readOnly` transaction, which runs on a replica. */
@@ -42,6 +50,8 @@ export interface RouteStats {
 	readonly byReason: Readonly<Partial<Record<RouteReason, number>>>;
 	/** Reads retried elsewhere, per kind of failure on the replica. */
 	readonly failovers: Readonly<Partial<Record<FailureKind, number>>>;
+	/** Reads inside `useReplicas(group)`, per group (wherever they ran). */
+	readonly byGroup: Readonly<Record<string, number>>;
 }
 
 export class StatsRecorder {
@@ -49,6 +59,7 @@ export class StatsRecorder {
 	readonly #byTarget = new Map<string, number>();
 	readonly #byReason = new Map<RouteReason, number>();
 	readonly #failovers = new Map<FailureKind, number>();
+	readonly #byGroup = new Map<string, number>();
 
 	constructor(targets: readonly string[]) {
 		for (const target of targets) {
@@ -62,6 +73,10 @@ export class StatsRecorder {
 		this.#byReason.set(reason, (this.#byReason.get(reason) ?? 0) + 1);
 	}
 
+	group(name: string): void {
+		this.#byGroup.set(name, (this.#byGroup.get(name) ?? 0) + 1);
+	}
+
 	failover(kind: FailureKind): void {
 		this.#failovers.set(kind, (this.#failovers.get(kind) ?? 0) + 1);
 	}
@@ -72,6 +87,7 @@ export class StatsRecorder {
 			byTarget: Object.fromEntries(this.#byTarget),
 			byReason: Object.fromEntries(this.#byReason),
 			failovers: Object.fromEntries(this.#failovers),
+			byGroup: Object.fromEntries(this.#byGroup),
 		};
 	}
 }

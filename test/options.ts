@@ -35,6 +35,12 @@ test('failover options are validated with the option named', t => {
 		[{cooldownMs: -5}, 'Expected `cooldownMs` to be a finite number >= 0, got -5 (number)'],
 		[{fallbackToPrimary: 'no'}, 'Expected `fallbackToPrimary` to be a boolean, got "no" (string)'],
 		[{followPrimary: 1}, 'Expected `followPrimary` to be a boolean, got 1 (number)'],
+		[{affinity: 'yes'}, 'Expected `affinity` to be a boolean, got "yes" (string)'],
+		[{balance: 'fastest'}, 'Expected `balance` to be one of \'round-robin\', \'least-outstanding\', got "fastest" (string)'],
+		[{weights: {'db:5432': 0}}, 'Expected `weights.db:5432` to be a finite number > 0, got 0 (number)'],
+		[{weights: [2, 1]}, 'Expected `weights` to be an object keyed by replica or group name, got an array'],
+		[{groups: {api: []}}, 'Expected `groups.api` to be a non-empty array of replica names, got an array'],
+		[{groups: {api: 'db:5432'}}, 'Expected `groups.api` to be a non-empty array of replica names, got "db:5432" (string)'],
 		[{maxLagMs: Number.NaN}, 'Expected `maxLagMs` to be a finite number >= 0, got NaN (number)'],
 		[{maxLagBytes: '16MB'}, 'Expected `maxLagBytes` to be a finite number >= 0, got "16MB" (string)'],
 		[{monitorIntervalMs: -1}, 'Expected `monitorIntervalMs` to be a finite number >= 0, got -1 (number)'],
@@ -61,5 +67,9 @@ test('multidb defaults are the documented ones', t => {
 		readTimeoutMs: 10_000,
 		keys: [],
 		followPrimary: true,
+		affinity: false,
+		balance: 'round-robin',
+		weights: {},
+		groups: {},
 	});
 });

@@ -1,0 +1,116 @@
+// The router's parts for one Sequelize instance with replicas, built and wired together:
+// the nodes, the read and write pools, how reads choose a replica (balancer, affinity,
+// groups), the prober, the monitor and the primary follower. The facade (multidb.ts) keeps
+// the handle; `install` puts the pools in place.
+import type {Sequelize} from 'sequelize';
+import {Affinity} from './affinity.js';
+import {Balancer} from './balancer.js';
+import {CatchUp} from './catch-up.js';
+import type {Consistency} from './consistency.js';
+import {ReadDeadlines} from './deadline.js';
+import type {EmitEvent} from './events.js';
+import {nativePools} from './install.js';
+import {LagMonitor} from './monitor.js';
+import type {ResolvedMultiDbOptions} from './options.js';
+import {PrimaryFollower} from './primary-follower.js';
+import {Prober} from './prober.js';
+import {readPastDeadline, type ReadAttempt} from './read-attempt.js';
+import {ReadPoolOfReplicas} from './read-pool.js';
+import type {Replica} from './replica.js';
+import {ReplicaGroups} from './replica-groups.js';
+import {createNodes} from './replica-set.js';
+import {configuredReplicas, connectionManagerOf} from './sequelize-internals.js';
+import {WritePool} from './write-pool.js';
+
+/** Bound on a monitor probe when `readTimeoutMs` is 0 (off): a probe must never hang. */
+const defaultProbeTimeoutMs = 10_000;
+
+export interface ReadSide {
+	readonly pool: ReadPoolOfReplicas;
+	readonly writePool: WritePool;
+	/** `replication.write`, as a node. */
+	readonly configuredPrimary: Replica;
+	readonly balancer: Balancer;
+	readonly affinity: Affinity;
+	readonly prober: Prober;
+	readonly monitor: LagMonitor | undefined;
+	readonly deadlines: ReadDeadlines<ReadAttempt> | undefined;
+}
+
+export interface AssemblyOptions {
+	readonly sequelize: Sequelize;
+	readonly options: ResolvedMultiDbOptions;
+	/** The router the flows' marks are kept for. */
+	readonly router: object;
+	readonly consistency: Consistency;
+	readonly emit: EmitEvent;
+	/** A read could not connect to a replica and moved on: counted as a failover. */
+	readonly countConnectFailover: () => void;
+}
+
+/** The parts, started; undefined where no replica is configured (reads then use the primary). */
+export function assembleReadSide({sequelize, options, router, consistency, emit, countConnectFailover}: AssemblyOptions): ReadSide | undefined {
+	const manager = connectionManagerOf(sequelize);
+	const configs = configuredReplicas(sequelize);
+	const native = nativePools(sequelize);
+	const replication = manager.config.replication;
+	if (!replication || configs.length === 0 || !native) {
+		return undefined;
+	}
+
+	const {primary, replicas} = createNodes(replication.write, configs, {manager, flapWindowMs: options.cooldownMs, maxLagMs: options.maxLagMs, maxLagBytes: options.maxLagBytes, emit, connectTimeoutMs: options.connectTimeoutMs, shuffle: options.shuffle});
+	const nodes = [...replicas, primary];
+	checkNames('weights', Object.keys(options.weights), replicas);
+	const groups = new ReplicaGroups(options.groups, replicas);
+	const writePool = new WritePool({manager, nativePool: native.write, configuredPrimary: primary});
+	const follower = new PrimaryFollower({writePool, follow: options.followPrimary, emit});
+	const prober = new Prober({manager, timeoutMs: options.connectTimeoutMs});
+	const deadlines = options.readTimeoutMs > 0 ? new ReadDeadlines(options.readTimeoutMs, readPastDeadline) : undefined;
+	const balancer = new Balancer(nodes, {policy: options.balance, weights: options.weights});
+	let monitor: LagMonitor | undefined;
+	const affinity = new Affinity({always: options.affinity, router, balancer, primaryPositionSince: since => monitor?.primaryPositionSince(since)});
+	const pool = new ReadPoolOfReplicas({
+		replicas: nodes,
+		router,
+		consistency,
+		catchUp: new CatchUp(nodes, options.connectTimeoutMs),
+		fallbackToPrimary: options.fallbackToPrimary,
+		nativePool: native.read,
+		primaryPool: writePool,
+		deadlines,
+		onConnectFailure(replica, error) {
+			// A read that could not connect to this replica moves on to the next one.
+			countConnectFailover();
+			prober.connectionFailed(replica, error);
+		},
+		emit,
+		balancer,
+		affinity,
+		groups,
+	});
+	if (options.monitorIntervalMs > 0) {
+		monitor = new LagMonitor({
+			manager,
+			nodes,
+			intervalMs: options.monitorIntervalMs,
+			probeTimeoutMs: options.readTimeoutMs > 0 ? options.readTimeoutMs : defaultProbeTimeoutMs,
+			onRoles: readings => follower.observe(readings),
+			onFailure(node, error) {
+				prober.connectionFailed(node, error);
+			},
+		});
+		monitor.start();
+	}
+
+	return {pool, writePool, configuredPrimary: primary, balancer, affinity, prober, monitor, deadlines};
+}
+
+/** Every name keyed in `option` must be a replica's: a typo must not pass silently. */
+function checkNames(option: string, names: readonly string[], replicas: readonly Replica[]): void {
+	const known = new Set(replicas.map(replica => replica.name));
+	for (const name of names) {
+		if (!known.has(name)) {
+			throw new TypeError(`Unknown replica \`${name}\` in \`${option}\`; the replicas are ${[...known].map(entry => `\`${entry}\``).join(', ')}`);
+		}
+	}
+}
