@@ -1,7 +1,7 @@
 // The routing policy as a table: scope x query kind x replica states -> target and reason.
 // Pure functions, no server: the real cluster proves the wiring elsewhere.
 import test from 'ava';
-import {decideRead, lastResortOrder, pickReplica, type Candidate, type ReadFacts} from '../source/routing-policy.js';
+import {decideRead, lastResortOrder, pickLeastOutstanding, pickReplica, pickWeighted, type Candidate, type ReadFacts} from '../source/routing-policy.js';
 
 const plain: ReadFacts = {pinned: false, required: undefined, locking: false, misroutedWrite: false, transaction: false};
 
@@ -68,4 +68,46 @@ test('the last resort tries lagging replicas first, then suspect, then down ones
 	const failed = named('failed by this read', 'up');
 	const order = lastResortOrder([downOften, promoted, suspect, failed, downOnce, lagging], new Map([[failed, 'refused']]));
 	t.deepEqual(order.map(entry => entry.name), ['lagging', 'suspect', 'down once', 'down often']);
+});
+
+test('a replica group confines the choice to its replicas, the last resort included', t => {
+	const web = replica(true);
+	const api = replica(true);
+	const apiDown = {...replica(false), name: 'api down', state: 'down' as const, failures: 1, promoted: false};
+	t.is(pickReplica([web, api], 0, undefined, undefined, new Set([api])), 1);
+	t.is(pickReplica([web, api], 0, undefined, undefined, new Set([apiDown as Candidate])), -1);
+	const webDown = {name: 'web down', state: 'down' as const, failures: 0, promoted: false};
+	t.deepEqual(lastResortOrder([webDown, apiDown], undefined, new Set([apiDown])).map(entry => entry.name), ['api down']);
+});
+
+test('smooth weighted round robin: weights 2:1 give exactly 2:1, never three in a row, and follow rotation changes', t => {
+	const a = replica(true);
+	const b = replica(true);
+	const scores = [0, 0];
+	const picks = Array.from({length: 3000}, () => pickWeighted([a, b], scores, [2, 1], {}));
+	t.deepEqual(picks.slice(0, 6), [0, 1, 0, 0, 1, 0]);
+	t.is(picks.filter(index => index === 0).length, 2000);
+	t.false(picks.join('').includes('000'));
+	// b leaves rotation: everything goes to a; a failed read's replica is skipped too.
+	const down = replica(false);
+	t.deepEqual(Array.from({length: 4}, () => pickWeighted([a, down], [0, 0], [2, 1], {})), [0, 0, 0, 0]);
+	t.is(pickWeighted([a, b], [0, 0], [2, 1], {excluded: new Map([[a, 'failed']])}), 1);
+	t.is(pickWeighted([down, down], [0, 0], [1, 1], {}), -1);
+});
+
+test('least outstanding: the fewest reads in flight per unit of weight wins, ties in turn from the cursor', t => {
+	const busy = {...replica(true), inFlight: 5};
+	const idle = {...replica(true), inFlight: 1};
+	const alsoIdle = {...replica(true), inFlight: 1};
+	const inFlight = (candidate: {inFlight: number}) => candidate.inFlight;
+	const table: Array<[string, Array<typeof busy>, number, readonly number[] | undefined, number]> = [
+		['the idle one', [busy, idle], 0, undefined, 1],
+		['a tie goes to the first from the cursor', [idle, alsoIdle], 1, undefined, 1],
+		['a tie from the start', [idle, alsoIdle], 0, undefined, 0],
+		['a heavier replica carries more in flight (5/10 < 1/1)', [busy, idle], 0, [10, 1], 0],
+		['an unusable one is never picked, however idle', [busy, {...replica(false), inFlight: 0}], 0, undefined, 0],
+	];
+	for (const [label, replicas, cursor, weights, expected] of table) {
+		t.is(pickLeastOutstanding(replicas, cursor, inFlight, weights, {}), expected, label);
+	}
 });
