@@ -3,6 +3,7 @@
 // (kept in bench/results.json). `npm run bench -- render` only rewrites BENCHMARKS.md from them.
 import {existsSync} from 'node:fs';
 import {readFile, writeFile} from 'node:fs/promises';
+import {balance} from './balance.js';
 import {failover} from './failover.js';
 import {machine, markdownTable, startBenchCluster, type BenchCluster} from './harness.js';
 import {koaOverhead} from './koa.js';
@@ -20,6 +21,7 @@ const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> 
 	'read-after-write': readAfterWrite,
 	failover: async () => failover(),
 	promotion: async () => promotion(),
+	balance,
 	memory,
 };
 
