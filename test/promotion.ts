@@ -282,3 +282,18 @@ test.serial('a consistency token naming a write lost in the failover sends its r
 	const later = await read();
 	t.not(later?.port, replica2.port);
 });
+
+test.serial('with the primary down from start-up, a replica promoted later takes the writes', async t => {
+	const faults = await clusterWithTable(t);
+	await faults.cluster.primary.stop('immediate');
+	const sequelize = newSequelize(faults.endpoints);
+	t.teardown(async () => sequelize.close());
+	const db = multidb(sequelize, {shuffle: false, monitorIntervalMs});
+	const events = recordPrimaryEvents(db);
+	t.deepEqual(await readOn(sequelize, faults), {server: 'replica1', inRecovery: true});
+	await t.throwsAsync(writeOn(sequelize, faults, 'while-down'), {name: 'SequelizeConnectionRefusedError'});
+	await faults.cluster.replicas[0].promote();
+	const first = await firstWrite(sequelize, faults);
+	t.like(first, {server: 'replica1', inRecovery: false});
+	t.deepEqual(events, [`primaryChanged ${nameOf(db, faults.cluster.primary)} -> ${nameOf(db, faults.cluster.replicas[0])} timeline 2`]);
+});
