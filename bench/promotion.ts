@@ -68,7 +68,7 @@ async function underLoad(mode: 'native' | 'routed'): Promise<Timeline> {
 	}
 
 	await sequelize.query('CREATE TABLE entries (id text PRIMARY KEY)');
-	await cluster.local.waitForStreaming();
+	await cluster.local.waitForReplay();
 	const buckets: Array<Record<string, number>> = Array.from({length: Math.ceil(totalMs / bucketMs)}, () => ({}));
 	const reads = {attempted: 0, failed: 0};
 	const writes = {attempted: 0, failed: 0, afterPromotion: 0};

@@ -1,5 +1,6 @@
 export {multidb} from './multidb.js';
-export type {MultiDb, MultiDbEvents, MultiDbHook, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
+export type {MultiDb, MultiDbEvents, MultiDbHook, NodeStatus, ReplicaHandle, ReplicaInfo, ReplicaQueryOptions, ReplicaStatus} from './multidb.js';
+export type {SplitBrainReason} from './topology.js';
 export {usePrimaryDb, pin, unpin, isPinned} from './context.js';
 export {withConsistency, withAffinity, useReplicas} from './read-scopes.js';
 export {pinning, dbWrite} from './koa.js';

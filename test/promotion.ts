@@ -36,7 +36,8 @@ async function writeOn(sequelize: Sequelize, faults: FaultCluster, id: string): 
 async function clusterWithTable(t: Parameters<typeof ownCluster>[0]): Promise<FaultCluster> {
 	const faults = await ownCluster(t);
 	await withClient(faults.cluster.primary, async client => client.query('CREATE TABLE entries (id text PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())'));
-	await faults.cluster.waitForStreaming();
+	// On every replica before any fault: a table lost in the failover would fail every write after it.
+	await faults.cluster.waitForReplay();
 	return faults;
 }
 

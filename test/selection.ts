@@ -101,8 +101,7 @@ test.serial('affinity: a flow whose replica stops mid-flow reads from the primar
 	// replica2 replays 3 s late: long enough for the whole flow to run inside its lag.
 	const faults = await ownCluster(t, {applyDelaysMs: [0, 3000]});
 	await withClient(faults.cluster.primary, async client => client.query('CREATE TABLE notes (id serial PRIMARY KEY, body text)'));
-	await faults.cluster.waitForStreaming();
-	await delay(3200);
+	await faults.cluster.waitForReplay();
 	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs: 100});
 	const name = serverNamer(faults.endpoints);
 	const latest = async () => {

@@ -221,6 +221,32 @@ export class LocalCluster {
 		}
 	}
 
+	/**
+	 * Waits until every running replica has replayed what the primary has written so far (its
+	 * WAL position now): what a test wrote is then on every replica, and survives a failover.
+	 * A replica with a replay delay takes that long.
+	 */
+	async waitForReplay(timeoutMs = 30_000): Promise<void> {
+		const {rows: [{lsn}]} = await withClient(this.primary, async client => client.query<{lsn: string}>('SELECT pg_current_wal_lsn()::text AS lsn'));
+		const deadline = Date.now() + timeoutMs;
+		for (const replica of this.replicas.filter(server => server.running)) {
+			for (;;) {
+				const {rows: [{caughtUp}]} = await withClient(replica, async client => client.query<{caughtUp: boolean}>('SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false) AS "caughtUp"', [lsn]));
+				if (caughtUp) {
+					break;
+				}
+
+				if (Date.now() > deadline) {
+					throw new Error(`${replica.name} has not replayed up to ${lsn} after ${timeoutMs} ms (logs in ${this.root})`);
+				}
+
+				await new Promise(resolve => {
+					setTimeout(resolve, 20);
+				});
+			}
+		}
+	}
+
 	/** Stops the servers on Ctrl-C or SIGTERM, then exits: for scripts that run a cluster. */
 	stopOnSignals(exitCode = 130): void {
 		for (const signal of ['SIGINT', 'SIGTERM'] as const) {
