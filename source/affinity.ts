@@ -86,7 +86,15 @@ export class Affinity {
 		return replica;
 	}
 
-	/** A read of the flow completed on its replica (or a transaction started there: `Infinity`, nothing bounds what it sees). */
+	/** A read completed on `replica`: where it is the flow's replica, what the flow has seen there now includes it. */
+	readCompleted(scope: RoutingScope | undefined, replica: Replica): void {
+		const marks = this.marksFor(scope);
+		if (marks?.replica === replica) {
+			this.saw(marks);
+		}
+	}
+
+	/** What the flow saw on its replica goes up to now (or, for a transaction, `Infinity`: nothing bounds what it sees). */
 	saw(marks: DatabaseMarks, at = Date.now()): void {
 		marks.replicaSeenAt = Math.max(marks.replicaSeenAt ?? 0, at);
 	}

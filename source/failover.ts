@@ -90,8 +90,8 @@ export class Failover {
 		return this.#options.originalQuery(sql, routedOptions).then(result => {
 			if (attempt) {
 				this.#options.deadlines?.done(attempt);
-				if (attempt.reason === 'affinity' && scope?.flow) {
-					this.#options.affinity?.saw(marksOf(scope.flow, this.#options.router));
+				if (attempt.replica) {
+					this.#options.affinity?.readCompleted(scope, attempt.replica);
 				}
 			}
 
