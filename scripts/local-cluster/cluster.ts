@@ -135,8 +135,26 @@ export class LocalCluster {
 		readonly binaries: PostgresBinaries,
 	) {}
 
-	/** Starts a primary and its replicas; resolves once every replica is streaming. */
+	/**
+	 * Starts a primary and its replicas; resolves once every replica is streaming. Tried up to
+	 * three times: the free ports are picked before the servers bind them, and a cluster
+	 * started meanwhile by another test process can take one first.
+	 */
 	static async start(options: ClusterOptions = {}): Promise<LocalCluster> {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				return await LocalCluster.#startOnce(options);
+			} catch (error) {
+				if (attempt >= 3 || error instanceof TypeError) {
+					throw error;
+				}
+
+				console.error(`# local cluster: start attempt ${attempt} failed, trying again on other ports: ${(error as Error).message.split('\n')[0]}`);
+			}
+		}
+	}
+
+	static async #startOnce(options: ClusterOptions): Promise<LocalCluster> {
 		const applyDelaysMs = options.applyDelaysMs ?? [0, 1500];
 		const user = serverUser();
 		const binaries = await findBinaries(user, options.postgresMajor);
