@@ -39,13 +39,13 @@ export class Affinity {
 
 	/** The replica for the flow's next read, chosen or kept; sets it on `marks`. */
 	choose(marks: DatabaseMarks, eligibility: Eligibility<Replica>): AffinityChoice {
+		const {excluded, minLsn, allowed} = eligibility;
 		const current = marks.replica as Replica | undefined;
-		if (current && isEligible(current, eligibility)) {
+		if (current && isEligible(current, excluded, minLsn, allowed)) {
 			return current;
 		}
 
 		const {balancer} = this.#options;
-		const {excluded, minLsn, allowed} = eligibility;
 		let next: Replica | undefined;
 		if (!current || marks.replicaSeenAt === undefined) {
 			// No read of the flow has completed on a replica yet: nothing to stay ahead of.

@@ -18,7 +18,7 @@ import {readPastDeadline, type ReadAttempt} from './read-attempt.js';
 import {ReadPoolOfReplicas} from './read-pool.js';
 import type {Replica} from './replica.js';
 import {ReplicaGroups} from './replica-groups.js';
-import {createNodes} from './replica-set.js';
+import {createNodes, replicasNamed} from './replica-set.js';
 import {configuredReplicas, connectionManagerOf} from './sequelize-internals.js';
 import {WritePool} from './write-pool.js';
 
@@ -60,7 +60,7 @@ export function assembleReadSide({sequelize, options, router, consistency, emit,
 
 	const {primary, replicas} = createNodes(replication.write, configs, {manager, flapWindowMs: options.cooldownMs, maxLagMs: options.maxLagMs, maxLagBytes: options.maxLagBytes, emit, connectTimeoutMs: options.connectTimeoutMs, shuffle: options.shuffle});
 	const nodes = [...replicas, primary];
-	checkNames('weights', Object.keys(options.weights), replicas);
+	replicasNamed(Object.keys(options.weights), 'weights', replicas);
 	const groups = new ReplicaGroups(options.groups, replicas);
 	const writePool = new WritePool({manager, nativePool: native.write, configuredPrimary: primary});
 	const follower = new PrimaryFollower({writePool, follow: options.followPrimary, emit});
@@ -103,14 +103,4 @@ export function assembleReadSide({sequelize, options, router, consistency, emit,
 	}
 
 	return {pool, writePool, configuredPrimary: primary, balancer, affinity, prober, monitor, deadlines};
-}
-
-/** Every name keyed in `option` must be a replica's: a typo must not pass silently. */
-function checkNames(option: string, names: readonly string[], replicas: readonly Replica[]): void {
-	const known = new Set(replicas.map(replica => replica.name));
-	for (const name of names) {
-		if (!known.has(name)) {
-			throw new TypeError(`Unknown replica \`${name}\` in \`${option}\`; the replicas are ${[...known].map(entry => `\`${entry}\``).join(', ')}`);
-		}
-	}
 }

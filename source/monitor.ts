@@ -11,7 +11,7 @@
 // across a promotion (the new timeline starts where the old one left off), so the history
 // stays valid when the primary changes.
 import createDebug from 'debug';
-import {queryWithin} from './deadline.js';
+import {queryWithin, withTimeout} from './deadline.js';
 import {classifyFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica.js';
@@ -169,7 +169,7 @@ export class LagMonitor {
 		// (its question still runs to its own time limit): one frozen server must not hold
 		// up the primary's follow-up or the others' lag.
 		const waitMs = Math.min(this.#options.probeTimeoutMs, 2 * this.#options.intervalMs);
-		const entries = await Promise.all([...this.#connections].map(async ([node, connection]) => [node, await settleWithin(this.#ask(node, connection), waitMs, unreachable)] as const));
+		const entries = await Promise.all([...this.#connections].map(async ([node, connection]) => [node, await withTimeout(this.#ask(node, connection), waitMs, 'monitor round').catch(() => unreachable)] as const));
 		const readings = new Map<Replica, NodeReading>(entries);
 		const {primary, timeline: primaryTimeline} = this.#options.onRoles(readings);
 		const primaryLsn = readings.get(primary)?.currentLsn;
@@ -249,19 +249,6 @@ function parseTimeline(value: unknown, inRecovery: boolean): number | undefined 
 
 	const timeline = inRecovery ? Number(value) : Number.parseInt(value.slice(0, 8), 16);
 	return Number.isSafeInteger(timeline) && timeline > 0 ? timeline : undefined;
-}
-
-/** `promise`'s value, or `fallback` if it takes longer than `ms` (or fails). */
-async function settleWithin<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
-	let timer: NodeJS.Timeout | undefined;
-	const late = new Promise<T>(resolve => {
-		timer = setTimeout(resolve, ms, fallback);
-	});
-	try {
-		return await Promise.race([promise.catch(() => fallback), late]);
-	} finally {
-		clearTimeout(timer);
-	}
 }
 
 function bigintMax(a: bigint, b: bigint): bigint {

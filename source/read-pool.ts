@@ -89,7 +89,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			return this.#acquireWithAffinity(attempt, decision, marks);
 		}
 
-		const replica = this.#balancer.next(attempt.excluded, decision.minLsn, scope?.replicaGroup === undefined ? undefined : this.#options.groups.allowed(scope));
+		const replica = this.#balancer.next(attempt.excluded, decision.minLsn, this.#options.groups.allowed(scope));
 		if (!replica) {
 			return this.#acquireSlowly(attempt, attempt.excluded, decision);
 		}
@@ -165,7 +165,9 @@ export class ReadPoolOfReplicas implements ReadPool {
 					marks.replica = attempt.replica;
 				} else {
 					marks.pinned = true;
-					attempt.reason = choice === 'lost' ? 'affinity-lost' : attempt.reason;
+					if (choice === 'lost') {
+						attempt.reason = 'affinity-lost';
+					}
 				}
 
 				return connection;

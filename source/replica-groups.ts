@@ -2,6 +2,7 @@
 // confined to (`useReplicas(name, fn)`).
 import type {RoutingScope} from './context.js';
 import type {Replica} from './replica.js';
+import {replicasNamed} from './replica-set.js';
 
 export class ReplicaGroups {
 	readonly #groups: ReadonlyMap<string, ReadonlySet<Replica>>;
@@ -11,15 +12,7 @@ export class ReplicaGroups {
 	 * must be a replica's (a TypeError names the one that is not, and the known ones).
 	 */
 	constructor(groups: Readonly<Record<string, readonly string[]>>, replicas: readonly Replica[]) {
-		const byName = new Map(replicas.map(replica => [replica.name, replica]));
-		this.#groups = new Map(Object.entries(groups).map(([group, names]) => [group, new Set(names.map(name => {
-			const replica = byName.get(name);
-			if (!replica) {
-				throw new TypeError(`Unknown replica \`${name}\` in \`groups.${group}\`; the replicas are ${[...byName.keys()].map(known => `\`${known}\``).join(', ')}`);
-			}
-
-			return replica;
-		}))]));
+		this.#groups = new Map(Object.entries(groups).map(([group, names]) => [group, new Set(replicasNamed(names, `groups.${group}`, replicas))]));
 	}
 
 	/** The replicas the scope's reads may use: all (undefined) outside `useReplicas`. */

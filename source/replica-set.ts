@@ -26,6 +26,22 @@ function withConnectTimeout(config: ConnectionConfig, connectTimeoutMs: number):
 	return {...config, dialectOptions: {...dialectOptions, connectionTimeoutMillis: connectTimeoutMs}};
 }
 
+/**
+ * The replicas with these names, as an option keyed or listed by replica name gives them
+ * (`weights`, `groups.api`): a name that is no replica's is a TypeError naming it, the
+ * option, and the replicas there are, so a typo does not pass silently.
+ */
+export function replicasNamed(names: readonly string[], option: string, replicas: readonly Replica[]): Replica[] {
+	return names.map(name => {
+		const replica = replicas.find(candidate => candidate.name === name);
+		if (!replica) {
+			throw new TypeError(`Unknown replica \`${name}\` in \`${option}\`; the replicas are ${replicas.map(known => `\`${known.name}\``).join(', ')}`);
+		}
+
+		return replica;
+	});
+}
+
 function nameOf(config: ConnectionConfig, index: number, all: readonly ConnectionConfig[]): string {
 	const server = (entry: ConnectionConfig) => `${entry.host ?? 'localhost'}:${entry.port ?? 5432}`;
 	const name = server(config);

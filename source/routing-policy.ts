@@ -35,7 +35,8 @@ export interface Eligibility<Replica> {
 	readonly allowed?: ReadonlySet<Replica>;
 }
 
-export function isEligible<Replica extends Candidate>(replica: Replica, {excluded, minLsn, allowed}: Eligibility<Replica>): boolean {
+/** Positional rather than an `Eligibility` object: plain round robin calls it per read, allocation-free. */
+export function isEligible<Replica extends Candidate>(replica: Replica, excluded: ReadonlyMap<Replica, unknown> | undefined, minLsn: bigint | undefined, allowed: ReadonlySet<Replica> | undefined): boolean {
 	return replica.usable && !excluded?.has(replica) && (minLsn === undefined || replica.hasReplayed(minLsn)) && (allowed === undefined || allowed.has(replica));
 }
 
@@ -87,7 +88,7 @@ export function pickReplica<Replica extends Candidate>(replicas: readonly Replic
 	for (let step = 0; step < count; step++) {
 		const index = (cursor + step) % count;
 		const replica = replicas[index];
-		if (replica.usable && !excluded?.has(replica) && (minLsn === undefined || replica.hasReplayed(minLsn)) && (allowed === undefined || allowed.has(replica))) {
+		if (isEligible(replica, excluded, minLsn, allowed)) {
 			return index;
 		}
 	}
@@ -102,11 +103,11 @@ export function pickReplica<Replica extends Candidate>(replicas: readonly Replic
  * a replica leaving or rejoining rotation shifts the shares at once. `scores` is the
  * balancer's state, updated in place. -1 when none is eligible.
  */
-export function pickWeighted<Replica extends Candidate>(replicas: readonly Replica[], scores: number[], weights: readonly number[], eligibility: Eligibility<Replica>): number {
+export function pickWeighted<Replica extends Candidate>(replicas: readonly Replica[], scores: number[], weights: readonly number[], {excluded, minLsn, allowed}: Eligibility<Replica>): number {
 	let best = -1;
 	let total = 0;
 	for (const [index, replica] of replicas.entries()) {
-		if (isEligible(replica, eligibility)) {
+		if (isEligible(replica, excluded, minLsn, allowed)) {
 			scores[index] += weights[index];
 			total += weights[index];
 			if (best < 0 || scores[index] > scores[best]) {
@@ -127,14 +128,14 @@ export function pickWeighted<Replica extends Candidate>(replicas: readonly Repli
  * replica with the fewest reads in flight per unit of weight; ties go to the first from
  * `cursor`, so equal replicas still take turns. -1 when none is eligible.
  */
-export function pickLeastOutstanding<Replica extends Candidate>(replicas: readonly Replica[], cursor: number, inFlight: (replica: Replica) => number, weights: readonly number[] | undefined, eligibility: Eligibility<Replica>): number {
+export function pickLeastOutstanding<Replica extends Candidate>(replicas: readonly Replica[], cursor: number, inFlight: (replica: Replica) => number, weights: readonly number[] | undefined, {excluded, minLsn, allowed}: Eligibility<Replica>): number {
 	const count = replicas.length;
 	let best = -1;
 	let bestLoad = Number.POSITIVE_INFINITY;
 	for (let step = 0; step < count; step++) {
 		const index = (cursor + step) % count;
 		const replica = replicas[index];
-		if (isEligible(replica, eligibility)) {
+		if (isEligible(replica, excluded, minLsn, allowed)) {
 			const load = inFlight(replica) / (weights?.[index] ?? 1);
 			if (load < bestLoad) {
 				best = index;
