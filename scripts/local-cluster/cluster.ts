@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import {findPgBouncer, PgBouncer} from './pgbouncer.js';
 import {findBinaries, runAs, serverUser, type PostgresBinaries, type ServerUser} from './postgres-binaries.js';
 
 export interface ServerAddress {
@@ -32,6 +33,12 @@ export interface ClusterOptions {
 	 * @default `MULTIDB_PG_MAJOR`, else the embedded package's (18)
 	 */
 	readonly postgresMajor?: number;
+	/**
+	 * Puts a PgBouncer in transaction-pooling mode in front of each server (pgbouncer.ts);
+	 * `url()` then names the PgBouncer. Throws when no pgbouncer binary is installed.
+	 * @default false
+	 */
+	readonly pgbouncer?: boolean;
 }
 
 const database = 'multidb_test';
@@ -40,6 +47,8 @@ const superuser = 'postgres';
 /** One server of the cluster, with the faults tests inject into it. */
 export class PostgresServer implements ServerAddress {
 	readonly host = '127.0.0.1';
+	/** The PgBouncer in front of this server, in a cluster started with `pgbouncer: true`. */
+	bouncer: PgBouncer | undefined;
 	readonly #binaries: PostgresBinaries;
 	readonly #user: ServerUser;
 	#running = false;
@@ -200,6 +209,9 @@ export class LocalCluster {
 			const cluster = new LocalCluster(root, primary, replicas, binaries);
 			cluster.#guard = guard;
 			await cluster.waitForStreaming();
+			if (options.pgbouncer) {
+				await startBouncers(servers, root, user);
+			}
 			return cluster;
 		} catch (error) {
 			await Promise.allSettled(servers.map(async server => server.stop('immediate')));
@@ -215,9 +227,10 @@ export class LocalCluster {
 		return [this.primary, ...this.replicas];
 	}
 
-	/** A `postgres://` URL of one server of this cluster. */
-	url(server: ServerAddress): string {
-		return `postgres://${superuser}@${server.host}:${server.port}/${database}`;
+	/** A `postgres://` URL of one server of this cluster: of its PgBouncer, when it has one. */
+	url(server: PostgresServer): string {
+		const {host, port} = server.bouncer ?? server;
+		return `postgres://${superuser}@${host}:${port}/${database}`;
 	}
 
 	async waitForStreaming(timeoutMs = 30_000): Promise<void> {
@@ -291,9 +304,56 @@ export class LocalCluster {
 			}
 		}
 
+		for (const server of this.servers) {
+			server.bouncer?.stop();
+		}
+
 		await Promise.allSettled(this.servers.map(async server => server.stop('immediate')));
 		this.#guard?.kill();
 		await rm(this.root, {recursive: true, force: true});
+	}
+}
+
+async function startBouncers(servers: readonly PostgresServer[], root: string, user: ServerUser): Promise<void> {
+	const binary = findPgBouncer();
+	if (!binary) {
+		throw new Error('The cluster was asked for PgBouncer (`pgbouncer: true`), but no pgbouncer binary is installed: `apt-get install pgbouncer`, or set PGBOUNCER to its path');
+	}
+
+	const ports = await freePorts(servers.length);
+	for (const [index, server] of servers.entries()) {
+		server.bouncer = new PgBouncer(server.name, ports[index], server.port, root, binary, user);
+		await server.bouncer.start();
+	}
+
+	await Promise.all(servers.map(async server => waitForPort(server.bouncer!.port)));
+}
+
+/** Resolves once something accepts TCP connections on `port` (a daemon's start returns first). */
+async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	for (;;) {
+		const open = await new Promise<boolean>(resolve => {
+			const socket = net.connect(port, '127.0.0.1');
+			socket.once('connect', () => {
+				socket.destroy();
+				resolve(true);
+			});
+			socket.once('error', () => {
+				resolve(false);
+			});
+		});
+		if (open) {
+			return;
+		}
+
+		if (Date.now() > deadline) {
+			throw new Error(`Nothing listens on port ${port} after ${timeoutMs} ms`);
+		}
+
+		await new Promise(resolve => {
+			setTimeout(resolve, 50);
+		});
 	}
 }
 
@@ -370,6 +430,7 @@ function startGuard(root: string): ReturnType<typeof spawn> {
 	const script = [
 		`while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done`,
 		`for pidfile in "${root}"/*/postmaster.pid; do [ -f "$pidfile" ] && kill -QUIT "$(head -n 1 "$pidfile")" 2>/dev/null; done`,
+		`for pidfile in "${root}"/*.pgbouncer.pid; do [ -f "$pidfile" ] && kill -TERM "$(head -n 1 "$pidfile")" 2>/dev/null; done`,
 		'sleep 2',
 		`rm -rf "${root}"`,
 	].join('\n');

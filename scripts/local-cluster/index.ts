@@ -8,4 +8,5 @@ export type {ClusterEndpoints, ServerEndpoint} from './endpoints.js';
 export {newSequelize} from './sequelize.js';
 export type {ClusterSequelizeOptions} from './sequelize.js';
 export {followOtherPrimary, rebuildAsStandby} from './rebuild.js';
+export {findPgBouncer, PgBouncer} from './pgbouncer.js';
 export type {RebuildOptions} from './rebuild.js';
