@@ -326,7 +326,7 @@ async function startBouncers(servers: readonly PostgresServer[], root: string, u
 		await server.bouncer.start();
 	}
 
-	await Promise.all(servers.map(async server => waitForPort(server.bouncer!.port)));
+	await Promise.all(ports.map(async port => waitForPort(port)));
 }
 
 /** Resolves once something accepts TCP connections on `port` (a daemon's start returns first). */
