@@ -5,7 +5,7 @@ import {AsyncLocalStorage} from 'node:async_hooks';
 import KoaRouter, {type RouterContext} from '@koa/router';
 import Koa from 'koa';
 import {DataTypes, Model, type Sequelize} from 'sequelize';
-import {dbWrite, multidb, pinning, type MultiDb, type PinningOptions} from '../source/index.js';
+import {dbWrite, multidb, pinning, type MultiDb, type MultiDbOptions, type PinningOptions} from '../source/index.js';
 
 interface PostAttributes {
 	id?: number;
@@ -16,6 +16,8 @@ interface PostAttributes {
 
 export interface ForumOptions {
 	readonly sequelize: Sequelize;
+	/** The router's options. */
+	readonly router?: MultiDbOptions;
 	/** `false` runs the forum without pinning, to show the stale read it prevents. */
 	readonly pinning?: Omit<PinningOptions, 'db'> | false;
 	/** Signs the pin cookie. */
@@ -35,7 +37,7 @@ export interface Forum {
 
 export function createForum(options: ForumOptions): Forum {
 	const {sequelize} = options;
-	const db = multidb(sequelize);
+	const db = multidb(sequelize, options.router);
 	const Post = definePost(sequelize, options.table ?? 'forum_posts');
 	const answered = trackAnsweringServers(sequelize, db, options.serverNames);
 	const app = new Koa();
