@@ -16,7 +16,7 @@ import {spawn, spawnSync} from 'node:child_process';
 import {mkdir, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {parseArgs} from 'node:util';
-import {endpointsOf, LocalCluster, newSequelize, withClient} from './local-cluster/index.js';
+import {endpointsOf, findPgBouncer, LocalCluster, newSequelize, withClient} from './local-cluster/index.js';
 import {checkHistory, primaryReturnMs, type FinalPost, type SoakReport} from './soak/checker.js';
 import {FaultInjector, partitionsUnavailable} from './soak/faults.js';
 import {HistoryWriter} from './soak/history.js';
@@ -38,6 +38,11 @@ const seed = args.seed === undefined ? Math.floor(Math.random() * 1_000_000) : N
 if (!Number.isFinite(runMs) || runMs < 15_000 || !Number.isInteger(seed)) {
 	console.error('Usage: npm run soak -- [--seconds N (>= 15) | --minutes N] [--seed INTEGER] [--pgbouncer] [--out DIR]');
 	process.exit(2);
+}
+
+if (args.pgbouncer && !findPgBouncer()) {
+	console.log('soak: skipped (no pgbouncer binary: `apt-get install pgbouncer`, or set PGBOUNCER)');
+	process.exit(0);
 }
 
 const namespaceReason = partitionsUnavailable();
