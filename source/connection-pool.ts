@@ -2,6 +2,12 @@
 // `_connect` (so `beforeConnect`/`afterConnect` hooks fire), sized and timed by its `pool`
 // options. Used for each replica's reads and for writes to a node other than the
 // configured primary.
+//
+// A connection's time limit (`connectionTimeoutMillis`, which the router sets to
+// `connectTimeoutMs` on replicas) bounds the whole of Sequelize's connect, not only the
+// driver's handshake: behind PgBouncer the handshake is PgBouncer's and succeeds at once,
+// while Sequelize's set-up query (`SET client_min_messages ...`) waits for a server that may
+// be frozen or gone.
 import {Pool} from 'sequelize-pool';
 import {abortConnection, withTimeout} from './deadline.js';
 import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
@@ -24,10 +30,16 @@ export interface ConnectionPoolOptions {
 export function createConnectionPool(options: ConnectionPoolOptions): Pool<PooledConnection> {
 	const {manager, config, stillValid} = options;
 	const poolConfig = manager.config.pool;
+	const timeoutMs = connectTimeoutOf(config);
 	return new Pool<PooledConnection>({
 		name: `sequelize-multidb:${options.name}`,
 		create: async () => {
-			const connection = await manager._connect(config);
+			const connecting = manager._connect(config);
+			const connection = timeoutMs === undefined ? await connecting : await withTimeout(connecting, timeoutMs, `connect to ${options.name}`).catch((error: unknown) => {
+				// A connection that arrives after all is closed at once.
+				void connecting.then(abortConnection, () => undefined);
+				throw error;
+			});
 			connection.queryType = options.queryType;
 			options.created(connection);
 			return connection;
@@ -44,4 +56,9 @@ export function createConnectionPool(options: ConnectionPoolOptions): Pool<Poole
 		reapIntervalMillis: poolConfig.evict,
 		maxUses: poolConfig.maxUses,
 	});
+}
+
+function connectTimeoutOf(config: ConnectionConfig): number | undefined {
+	const value = (config.dialectOptions as {connectionTimeoutMillis?: unknown} | undefined)?.connectionTimeoutMillis;
+	return typeof value === 'number' && value > 0 ? value : undefined;
 }

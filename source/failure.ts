@@ -83,6 +83,16 @@ export function classifyFailure(error: unknown): FailureKind | undefined {
 	return undefined;
 }
 
+/**
+ * Whether getting a connection failed for a reason of the server's: it refused, dropped,
+ * or did not finish the connect in time (behind PgBouncer, Sequelize's set-up query can
+ * hang on a frozen server). Nothing of the read was sent, so another server can take it.
+ */
+export function isConnectFailure(error: unknown): boolean {
+	const kind = classifyFailure(error);
+	return kind === 'connection' || kind === 'timeout';
+}
+
 /** The message of the innermost error, for status displays and events. */
 export function describeFailure(error: unknown): string {
 	let message = 'unknown error';

@@ -12,7 +12,7 @@ import {currentScope, readsPinned, type DatabaseMarks, type RoutingScope} from '
 import type {ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import type {EmitEvent} from './events.js';
-import {classifyFailure, describeFailure} from './failure.js';
+import {describeFailure, isConnectFailure} from './failure.js';
 import {isLockingRead} from './query-kind.js';
 import type {ReadAttempt} from './read-attempt.js';
 import {replicaOf, type Replica} from './replica.js';
@@ -185,7 +185,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 	/** A replica failed to give a connection: nothing was sent to it, so it is safe to skip. */
 	#connectFailed(replica: Replica, error: unknown, failed: ReadonlyMap<Replica, string> | undefined): ReadonlyMap<Replica, string> {
-		if (classifyFailure(error) !== 'connection') {
+		if (!isConnectFailure(error)) {
 			throw asAcquireError(error);
 		}
 
@@ -243,7 +243,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 		}
 
 		return this.#options.primaryPool.acquire().catch(async (error: unknown) => {
-			if (!attempt || classifyFailure(error) !== 'connection') {
+			if (!attempt || !isConnectFailure(error)) {
 				throw error;
 			}
 
@@ -268,7 +268,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 				log('last resort: read on %s (%s)', replica.name, replica.state);
 				return this.#watched(attempt, replica, connection);
 			} catch (error) {
-				if (classifyFailure(error) !== 'connection') {
+				if (!isConnectFailure(error)) {
 					throw asAcquireError(error);
 				}
 
