@@ -17,10 +17,11 @@ import {mkdir, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {parseArgs} from 'node:util';
 import {endpointsOf, findPgBouncer, LocalCluster, newSequelize, withClient} from './local-cluster/index.js';
-import {checkHistory, primaryReturnMs, type FinalPost, type SoakReport} from './soak/checker.js';
+import {checkHistory, primaryReturnMs, type FinalPost} from './soak/checker.js';
 import {FaultInjector, partitionsUnavailable} from './soak/faults.js';
 import {HistoryWriter} from './soak/history.js';
 import {SoakLoad, soakTable} from './soak/load.js';
+import {printReport, reportMarkdown} from './soak/report.js';
 import {faultSchedule, primaryFaults, replicaFaults} from './soak/schedule.js';
 import {timelineSvg} from './soak/timeline.js';
 import type {MultiDbOptions} from '../source/index.js';
@@ -109,9 +110,12 @@ try {
 	const servers = cluster.servers.map(server => server.name);
 	const report = checkHistory(history.entries, finalPosts, {servers, primaryReturnMs: followAllowanceMs});
 	await writeFile(path.join(outDir, 'summary.json'), `${JSON.stringify({seed, runMs, pgbouncer: args.pgbouncer, postgres: cluster.binaries.version, routerOptions, report}, undefined, '\t')}\n`);
-	await writeFile(path.join(outDir, 'timeline.svg'), timelineSvg(history.entries, servers, `Soak: ${runMs / 1000} s, seed ${seed}${args.pgbouncer ? ', behind PgBouncer' : ''}`));
-	printReport(report);
-	console.log(`# history, summary.json and timeline.svg in ${outDir}`);
+	const title = `Soak: ${runMs / 1000} s, seed ${seed}${args.pgbouncer ? ', behind PgBouncer' : ''}`;
+	await writeFile(path.join(outDir, 'timeline.svg'), timelineSvg(history.entries, servers, title));
+	const command = `npm run soak -- ${args.minutes ? `--minutes ${args.minutes}` : `--seconds ${runMs / 1000}`} --seed ${seed}${args.pgbouncer ? ' --pgbouncer' : ''}${args.control ? ' --control' : ''}`;
+	await writeFile(path.join(outDir, 'report.md'), reportMarkdown(report, {title, command, postgres: cluster.binaries.version, routerOptions, followAllowanceMs, skipped: injector.skipped}));
+	printReport(report, followAllowanceMs);
+	console.log(`# history.jsonl, summary.json, report.md and timeline.svg in ${outDir}`);
 	process.exitCode = report.violations.length === 0 ? 0 : 1;
 } finally {
 	injector.dispose();
@@ -120,25 +124,6 @@ try {
 
 // The routers' sockets and timers are closed; exit without waiting for stragglers.
 process.exit();
-
-function printReport(report: SoakReport): void {
-	console.log(`# operations checked: ${report.operations} (${Object.entries(report.byKind).map(([kind, {ok, failed}]) => `${kind} ${ok} ok/${failed} failed`).join(', ')})`);
-	console.log(`# faults done: ${Object.entries(report.faults).map(([kind, count]) => `${kind} ${count}`).join(', ')}`);
-	console.log(`# writes: ${report.writes.acknowledged} acknowledged, ${report.writes.unacknowledged} not (${report.writes.failedWhilePrimaryUp} of them failed while a primary was up); likes: ${report.writes.likesAcknowledged} acknowledged of ${report.writes.likesAttempted} attempted`);
-	console.log(`# reads by server: ${Object.entries(report.readsByServer).map(([server, count]) => `${server} ${count}`).join(', ')}`);
-	console.log(`# failed reads excused (primary out, plus ${followAllowanceMs} ms for the router to follow; no server could answer): ${JSON.stringify(report.excused)}`);
-	console.log('# read latency by active fault (ms):');
-	for (const [phase, {reads, p50, p99, max}] of Object.entries(report.latency)) {
-		console.log(`#   ${phase.padEnd(14)} ${String(reads).padStart(6)} reads  p50 ${p50}  p99 ${p99}  max ${max}`);
-	}
-
-	for (const violation of report.violations.slice(0, 30)) {
-		console.log(`VIOLATION ${violation.kind}: ${violation.detail}`);
-	}
-
-	const counts = Object.entries(report.violationCounts).map(([kind, count]) => `${kind} ${count}`).join(', ');
-	console.log(`soak: ${report.violations.length} violations${counts ? ` (${counts})` : ''}`);
-}
 
 /**
  * Runs this script again inside a new network namespace with only loopback up, and removes

@@ -3,16 +3,17 @@
 // grey: writes, which may fail while the primary is out).
 import type {FaultKind, FaultRecord, HistoryEntry, Operation} from './history.js';
 
+// Pale fills for the fault bands, strong lines for the servers: no color means two things.
 const faultColors: Record<FaultKind, string> = {
-	'stop': '#d62728',
-	'freeze': '#1f77b4',
+	'stop': '#fb9a99',
+	'freeze': '#a6cee3',
 	'kill-backends': '#000000',
-	'pause-replay': '#ff7f0e',
-	'partition': '#9467bd',
-	'stop-primary': '#8c564b',
-	'promotion': '#2ca02c',
+	'pause-replay': '#fdbf6f',
+	'partition': '#cab2d6',
+	'stop-primary': '#b15928',
+	'promotion': '#b2df8a',
 };
-const serverColors = ['#444444', '#1f77b4', '#ff7f0e', '#2ca02c', '#9467bd'];
+const serverColors = ['#222222', '#17becf', '#bcbd22', '#1f78b4', '#6a3d9a'];
 
 export function timelineSvg(history: readonly HistoryEntry[], servers: readonly string[], title: string): string {
 	const operations = history.filter((entry): entry is Operation => entry.type === 'operation');
@@ -23,13 +24,13 @@ export function timelineSvg(history: readonly HistoryEntry[], servers: readonly 
 	const right = 20;
 	const x = (ms: number) => left + ((ms / totalMs) * (width - left - right));
 	const bandHeight = 18;
-	const bandsTop = 40;
+	const bandsTop = 48;
 	const chartTop = bandsTop + (servers.length * (bandHeight + 4)) + 20;
 	const chartHeight = 180;
 	const errorsTop = chartTop + chartHeight + 30;
 	const errorsHeight = 50;
 	const height = errorsTop + errorsHeight + 60;
-	const parts: string[] = [`<text x="${width / 2}" y="20" font-size="14" font-weight="bold" text-anchor="middle">${escape(title)}</text>`];
+	const parts: string[] = [`<text x="${width / 2}" y="20" font-size="14" font-weight="bold" text-anchor="middle">${escape(title)}</text><text x="${left}" y="${bandsTop - 6}" font-size="10" fill="#555">faults by server (servers keep their names; a promotion moves the primary's role)</text>`];
 
 	for (const [index, server] of servers.entries()) {
 		const y = bandsTop + (index * (bandHeight + 4));
@@ -68,7 +69,7 @@ export function timelineSvg(history: readonly HistoryEntry[], servers: readonly 
 	parts.push(axes(left, errorsTop, width - left - right, errorsHeight, errorTop, 'failed operations per second'));
 	const barWidth = Math.max(1, ((width - left - right) / seconds) / 2);
 	for (let second = 0; second < seconds; second++) {
-		for (const [offset, counts, color] of [[0, failedReads, '#d62728'], [barWidth, failedWrites, '#999999']] as const) {
+		for (const [offset, counts, color] of [[0, failedReads, '#e41a1c'], [barWidth, failedWrites, '#999999']] as const) {
 			if (counts[second] > 0) {
 				const barHeight = (counts[second] / errorTop) * errorsHeight;
 				parts.push(`<rect x="${(x(second * 1000) + offset).toFixed(1)}" y="${(errorsTop + errorsHeight - barHeight).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${barHeight.toFixed(1)}" fill="${color}"/>`);
@@ -79,7 +80,7 @@ export function timelineSvg(history: readonly HistoryEntry[], servers: readonly 
 	parts.push(`<text x="${width / 2}" y="${errorsTop + errorsHeight + 18}" font-size="11" text-anchor="middle">seconds (0–${seconds})</text>`);
 	const legend = [
 		...servers.map((server, index) => [serverColors[index % serverColors.length], `reads on ${server}`] as const),
-		['#d62728', 'failed reads'] as const,
+		['#e41a1c', 'failed reads'] as const,
 		['#999999', 'failed writes'] as const,
 		...Object.entries(faultColors).map(([kind, color]) => [color, kind] as const),
 	];
