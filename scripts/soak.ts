@@ -13,7 +13,7 @@
 // of its own, where its partitions (dropped packets) touch nothing else on the machine.
 // Elsewhere the partition fault is skipped, and the reason printed.
 import {spawn, spawnSync} from 'node:child_process';
-import {mkdir, writeFile} from 'node:fs/promises';
+import {copyFile, mkdir, writeFile} from 'node:fs/promises';
 import path from 'node:path';
 import {parseArgs} from 'node:util';
 import {endpointsOf, findPgBouncer, LocalCluster, newSequelize, withClient} from './local-cluster/index.js';
@@ -117,8 +117,13 @@ try {
 	printReport(report, followAllowanceMs);
 	console.log(`# history.jsonl, summary.json, report.md and timeline.svg in ${outDir}`);
 	process.exitCode = report.violations.length === 0 ? 0 : 1;
+} catch (error) {
+	console.log(`soak: harness failure: ${(error as Error).message}`);
+	throw error;
 } finally {
 	injector.dispose();
+	// The servers' logs, for a run that needs looking into.
+	await Promise.all(cluster.servers.map(async server => copyFile(server.logFile, path.join(outDir, `${server.name}.log`)).catch(() => undefined)));
 	await cluster.stop();
 }
 

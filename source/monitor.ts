@@ -69,7 +69,21 @@ class ProbeConnection {
 
 	constructor(readonly manager: ConnectionManagerInternals, readonly config: ConnectionConfig) {}
 
+	/**
+	 * Asks `sql`, or joins the question still in flight: a round that gave up waiting on a
+	 * slow server leaves its question running (to its own time limit), and a second query on
+	 * the same connection would queue behind it (which node-postgres deprecates).
+	 */
 	async query(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
+		this.#inFlight ??= this.#ask(sql, timeoutMs).finally(() => {
+			this.#inFlight = undefined;
+		});
+		return this.#inFlight;
+	}
+
+	#inFlight: Promise<Record<string, unknown> | undefined> | undefined;
+
+	async #ask(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 		const reused = this.#connection !== undefined;
 		try {
 			return await this.#queryOnce(sql, timeoutMs);

@@ -70,7 +70,12 @@ export class PostgresServer implements ServerAddress {
 	}
 
 	async start(): Promise<void> {
-		await runAs(this.#user, this.#binaries.pgCtl, ['start', '--wait', '--timeout=60', '-D', this.dataDir, '-l', this.logFile]);
+		try {
+			await runAs(this.#user, this.#binaries.pgCtl, ['start', '--wait', '--timeout=60', '-D', this.dataDir, '-l', this.logFile]);
+		} catch (error) {
+			throw new Error(`${this.name} did not start: ${(error as Error).message.trim()}\nThe end of ${this.logFile}:\n${logTail(this.logFile)}`, {cause: error});
+		}
+
 		this.#running = true;
 	}
 
@@ -360,6 +365,9 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
 /** Runs one query-using function against a server with a short-lived client. */
 export async function withClient<T>(server: ServerAddress, fn: (client: pg.Client) => Promise<T>, options: {database?: string} = {}): Promise<T> {
 	const client = new pg.Client({host: server.host, port: server.port, user: superuser, database: options.database ?? database, connectionTimeoutMillis: 10_000});
+	// A server that goes away between queries (a fault injected meanwhile) must fail the
+	// next query, not crash the process with an unhandled 'error' event.
+	client.on('error', () => undefined);
 	await client.connect();
 	try {
 		return await fn(client);
@@ -389,6 +397,15 @@ function serverSettings(root: string): string {
 		'log_connections = off',
 		'',
 	].join('\n');
+}
+
+/** The last lines of a server's log, for an error message. */
+function logTail(file: string, lines = 15): string {
+	try {
+		return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+	} catch {
+		return '(no log)';
+	}
 }
 
 async function runChown(target: string, user: ServerUser): Promise<void> {

@@ -60,7 +60,7 @@ export class FaultInjector {
 				await delay(wait);
 			}
 
-			if (shouldStop()) {
+			if (shouldStop() || this.broken) {
 				break;
 			}
 
@@ -77,6 +77,9 @@ export class FaultInjector {
 		}
 
 		await Promise.all(this.#running);
+		if (this.broken) {
+			throw this.broken;
+		}
 	}
 
 	async #hold(fault: ScheduledFault): Promise<void> {
@@ -94,7 +97,7 @@ export class FaultInjector {
 		try {
 			const injected = await this.#inject(fault.kind, target);
 			await delay(fault.durationMs);
-			await injected.heal();
+			await this.#heal(fault.kind, target, injected);
 			const end = this.#history.now();
 			this.#history.record({
 				type: 'fault',
@@ -112,6 +115,29 @@ export class FaultInjector {
 			this.#disabled.delete(target);
 		}
 	}
+
+	/**
+	 * Undoes a fault, trying twice more a second apart. A server that cannot be brought back
+	 * breaks the run: what follows would test a smaller cluster than the one scheduled.
+	 */
+	async #heal(kind: FaultKind, target: PostgresServer, injected: Injected): Promise<void> {
+		for (let attempt = 1; ; attempt++) {
+			try {
+				await injected.heal();
+				return;
+			} catch (error) {
+				if (attempt >= 3) {
+					this.broken ??= new Error(`the soak could not undo ${kind} on ${target.name}: ${(error as Error).message}`, {cause: error});
+					throw error;
+				}
+
+				await delay(1000);
+			}
+		}
+	}
+
+	/** Set when a fault could not be undone; the run stops at once. */
+	broken: Error | undefined;
 
 	/** The server a fault hits now: the primary, or the standby in its slot (else the other). */
 	#target(fault: ScheduledFault): PostgresServer | undefined {
