@@ -422,20 +422,57 @@ async function runChown(target: string, user: ServerUser): Promise<void> {
 	});
 }
 
-/** Reserves distinct free loopback ports (5432 is never handed out by the kernel here). */
+/**
+ * Distinct free loopback ports for servers, below the kernel's range for outgoing
+ * connections' source ports (`ip_local_port_range`, 32768-60999 on Linux). A port from that
+ * range is free only while its server runs: once a test stops the server, any outgoing
+ * connection can take it as its source port, and the server cannot start again on it
+ * ("Address already in use"; seen in the soak, which opens thousands of connections).
+ * Never 5432.
+ */
 async function freePorts(count: number): Promise<number[]> {
-	const servers = await Promise.all(Array.from({length: count}, async () => new Promise<net.Server>((resolve, reject) => {
-		const server = net.createServer();
-		server.once('error', reject);
-		server.listen(0, '127.0.0.1', () => {
-			resolve(server);
-		});
-	})));
-	const ports = servers.map(server => (server.address() as net.AddressInfo).port);
-	await Promise.all(servers.map(async server => new Promise(resolve => {
-		server.close(resolve);
-	})));
+	const [low] = localPortRange();
+	const ports: number[] = [];
+	for (let tries = 0; ports.length < count; tries++) {
+		if (tries > 1000) {
+			throw new Error(`No ${count} free ports below ${low} after 1000 tries`);
+		}
+
+		const candidate = 10_000 + Math.floor(Math.random() * (low - 10_000));
+		if (candidate !== 5432 && !ports.includes(candidate) && await canListen(candidate)) {
+			ports.push(candidate);
+		}
+	}
+
 	return ports;
+}
+
+/** The kernel's range of ephemeral (source) ports; Linux's default elsewhere. */
+function localPortRange(): [number, number] {
+	try {
+		const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+		if (low > 11_000 && high >= low) {
+			return [low, high];
+		}
+	} catch {
+		// Not Linux.
+	}
+
+	return [32_768, 60_999];
+}
+
+async function canListen(port: number): Promise<boolean> {
+	return new Promise(resolve => {
+		const server = net.createServer();
+		server.once('error', () => {
+			resolve(false);
+		});
+		server.listen(port, '127.0.0.1', () => {
+			server.close(() => {
+				resolve(true);
+			});
+		});
+	});
 }
 
 /**

@@ -211,16 +211,43 @@ export class FaultInjector {
 	 * its own; this only changes the servers.
 	 */
 	async #promote(oldPrimary: PostgresServer): Promise<Injected> {
+		// A fast shutdown sends the last WAL to the standbys connected then; one that was just
+		// restarted and is not streaming yet would miss it, and be left ahead of the promoted
+		// one's fork point (diverged) or, promoted itself, lose acknowledged writes.
+		await this.#waitUntilStreaming(oldPrimary);
 		const [promoted, ...others] = this.standbys;
 		await oldPrimary.stop('fast');
-		await promoted.promote();
-		for (const other of others) {
-			await followOtherPrimary(other, promoted);
+		try {
+			await promoted.promote();
+			for (const other of others) {
+				await followOtherPrimary(other, promoted);
+			}
+		} catch (error) {
+			// Half a failover: the cluster is no longer the one the schedule was made for.
+			this.broken ??= new Error(`the soak could not finish promoting ${promoted.name}: ${(error as Error).message}`, {cause: error});
+			throw error;
 		}
 
 		this.primary = promoted;
 		this.standbys = [...others, oldPrimary];
 		return {disables: [oldPrimary], primaryOut: true, primaryBackAt: this.#history.now(), heal: async () => rebuildAsStandby(oldPrimary, promoted)};
+	}
+
+	async #waitUntilStreaming(primary: PostgresServer, timeoutMs = 30_000): Promise<void> {
+		const names = this.standbys.map(standby => standby.name);
+		const deadline = Date.now() + timeoutMs;
+		for (;;) {
+			const {rows} = await withClient(primary, async client => client.query<{name: string}>('SELECT application_name AS name FROM pg_stat_replication WHERE state = \'streaming\''));
+			if (names.every(name => rows.some(row => row.name === name))) {
+				return;
+			}
+
+			if (Date.now() > deadline) {
+				throw new Error(`not every standby streams from ${primary.name} after ${timeoutMs} ms (${rows.map(row => row.name).join(', ') || 'none'} do)`);
+			}
+
+			await delay(100);
+		}
 	}
 
 	/** Where the writes are now; for the final check. */
