@@ -87,6 +87,11 @@ export function assembleReadSide({sequelize, options, router, consistency, emit,
 		balancer,
 		affinity,
 		groups,
+		// A read about to fail asks every node its role once more (last-resort.ts): a probe of
+		// each out of rotation (the monitor skips those that are down), and a monitor round.
+		askRoles: async () => {
+			await Promise.all([prober.probeNow(nodes.filter(node => !node.takesWrites && (node.state !== 'up' || node.promoted))), monitor?.probe()]);
+		},
 	});
 	if (options.monitorIntervalMs > 0) {
 		monitor = new LagMonitor({

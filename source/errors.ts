@@ -23,9 +23,11 @@ export class MultiDbError extends Error {
 export class NoReplicaAvailableError extends MultiDbError {
 	override name = 'NoReplicaAvailableError';
 
-	constructor(readonly failures: Readonly<Record<string, string>>, options?: ErrorOptions) {
+	/** @param primaryFailed The read fell back to the primary, which failed it too (else `fallbackToPrimary` is off). */
+	constructor(readonly failures: Readonly<Record<string, string>>, options?: ErrorOptions & {primaryFailed?: boolean}) {
 		const tried = Object.entries(failures).map(([name, reason]) => `${name}: ${reason}`).join('; ');
-		super('MULTIDB_NO_REPLICA_AVAILABLE', `No replica can serve this read and fallbackToPrimary is off${tried ? ` (${tried})` : ''}`, options);
+		const primary = options?.primaryFailed ? 'the primary failed it too' : 'fallbackToPrimary is off';
+		super('MULTIDB_NO_REPLICA_AVAILABLE', `No replica can serve this read and ${primary}${tried ? ` (${tried})` : ''}`, options);
 	}
 }
 

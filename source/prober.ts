@@ -20,7 +20,7 @@ export interface ProberOptions {
 export class Prober {
 	readonly #options: ProberOptions;
 	readonly #timers = new Map<Replica, NodeJS.Timeout>();
-	readonly #probing = new Set<Replica>();
+	readonly #probing = new Map<Replica, Promise<void>>();
 	#stopped = false;
 
 	constructor(options: ProberOptions) {
@@ -46,19 +46,33 @@ export class Prober {
 		this.#timers.clear();
 	}
 
+	/**
+	 * Probes these replicas now (joining a probe already running on one); resolves once each
+	 * has answered or failed. For a read about to fail, so it need not wait for the schedule.
+	 */
+	async probeNow(replicas: readonly Replica[]): Promise<void> {
+		await Promise.all(replicas.map(async replica => this.#probe(replica)));
+	}
+
 	async #probe(replica: Replica): Promise<void> {
-		if (this.#probing.has(replica) || this.#stopped) {
-			return;
+		const running = this.#probing.get(replica);
+		if (running || this.#stopped) {
+			return running;
 		}
 
-		this.#probing.add(replica);
+		const probing = this.#probeOnce(replica).finally(() => {
+			this.#probing.delete(replica);
+		});
+		this.#probing.set(replica, probing);
+		return probing;
+	}
+
+	async #probeOnce(replica: Replica): Promise<void> {
 		try {
 			const row = await askServer(this.#options.manager, replica.config, 'SELECT pg_is_in_recovery() AS "inRecovery"', this.#options.timeoutMs);
 			replica.probeSucceeded(row?.inRecovery === true);
 		} catch (error) {
 			replica.probeFailed(error);
-		} finally {
-			this.#probing.delete(replica);
 		}
 
 		log('probe of %s: %s', replica.name, replica.state);

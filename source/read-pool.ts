@@ -13,6 +13,7 @@ import type {ReadDeadlines} from './deadline.js';
 import {NoReplicaAvailableError} from './errors.js';
 import type {EmitEvent} from './events.js';
 import {describeFailure, isConnectFailure} from './failure.js';
+import {acquireLastResort} from './last-resort.js';
 import {isLockingRead} from './query-kind.js';
 import type {ReadAttempt} from './read-attempt.js';
 import {replicaOf, type Replica} from './replica.js';
@@ -43,6 +44,8 @@ export interface ReadPoolOptions {
 	readonly balancer: Balancer;
 	readonly affinity: Affinity;
 	readonly groups: ReplicaGroups;
+	/** Asks every node its role now (a monitor round), for a read about to fail. */
+	readonly askRoles: () => Promise<void>;
 }
 
 export class ReadPoolOfReplicas implements ReadPool {
@@ -229,7 +232,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 		const reasons = Object.fromEntries(this.replicas.filter(replica => !replica.takesWrites).map(replica => [replica.name, failed?.get(replica) ?? replica.unusableReason()]));
 
 		if (!this.#options.fallbackToPrimary || attempt?.primaryFailed) {
-			return this.#lastResort(attempt, failed, new NoReplicaAvailableError(reasons));
+			return this.#lastResort(attempt, failed, new NoReplicaAvailableError(reasons, {primaryFailed: attempt?.primaryFailed}));
 		}
 
 		if (!this.#fallingBack) {
@@ -254,26 +257,24 @@ export class ReadPoolOfReplicas implements ReadPool {
 	/**
 	 * No replica in rotation, and the primary cannot take the read (down, or
 	 * `fallbackToPrimary` off): before the read fails, the replicas out of rotation are tried,
-	 * the likeliest first. Only a routed read gets here, never a transaction.
+	 * the likeliest first, then once more after every node was asked its role (last-resort.ts).
+	 * Only a routed read gets here, never a transaction.
 	 */
 	async #lastResort(attempt: ReadAttempt | undefined, failed: ReadonlyMap<Replica, string> | undefined, finalError: unknown): Promise<PooledConnection> {
 		if (!attempt) {
 			throw finalError;
 		}
 
-		for (const replica of lastResortOrder(this.replicas, failed, this.#options.groups.allowed(attempt.scope))) {
-			try {
-				const connection = await replica.pool.acquire();
-				attempt.reason = 'last-resort';
-				log('last resort: read on %s (%s)', replica.name, replica.state);
-				return this.#watched(attempt, replica, connection);
-			} catch (error) {
-				if (!isConnectFailure(error)) {
-					throw asAcquireError(error);
-				}
-
-				this.#options.onConnectFailure(replica, error);
-			}
+		const allowed = this.#options.groups.allowed(attempt.scope);
+		const connection = await acquireLastResort({
+			candidates: () => lastResortOrder(this.replicas, failed, allowed),
+			attempt,
+			use: (replica, acquired) => this.#watched(attempt, replica, acquired),
+			onConnectFailure: this.#options.onConnectFailure,
+			askRoles: this.#options.askRoles,
+		});
+		if (connection) {
+			return connection;
 		}
 
 		throw finalError;

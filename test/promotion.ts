@@ -200,6 +200,25 @@ test.serial('the old primary, rebuilt as a standby of the new one, rejoins the r
 	t.like(await writeOn(sequelize, faults, 'after-rejoin'), {server: 'replica1', inRecovery: false});
 });
 
+test.serial('the old primary, rebuilt as a standby, is the only server up before a monitor round has seen it: reads ask every node its role once, then use it', async t => {
+	const faults = await clusterWithTable(t);
+	// The monitor runs at start, then only when asked: the router learns nothing by itself meanwhile.
+	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs: 60_000});
+	await failOver(faults);
+	await db.refreshReplicas();
+	await firstWrite(sequelize, faults);
+	const [oldPrimary, newPrimary, replica2] = [faults.cluster.primary, ...faults.cluster.replicas];
+	await followOtherPrimary(replica2, newPrimary);
+	await rebuildAsStandby(oldPrimary, newPrimary);
+	// The router last saw the old primary as a primary: it gets no reads, as it should, while
+	// the others answer. Then they go down.
+	t.like(db.nodes.find(node => node.port === oldPrimary.port), {role: 'primary', takesWrites: false});
+	await Promise.all([newPrimary.stop('immediate'), replica2.stop('immediate')]);
+	const answer = await readOn(sequelize, faults);
+	t.deepEqual(answer, {server: 'primary', inRecovery: true});
+	t.is(db.stats().byReason['last-resort'], 1);
+});
+
 test.serial('the old primary restarted as a primary (not demoted) gets neither writes nor reads, and is reported', async t => {
 	const faults = await clusterWithTable(t);
 	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs});
