@@ -3,6 +3,7 @@
 // server, and a promotion waits until nothing else is broken (an operator does not promote
 // a frozen standby).
 import {spawnSync} from 'node:child_process';
+import net from 'node:net';
 import {setTimeout as delay} from 'node:timers/promises';
 import {followOtherPrimary, rebuildAsStandby, withClient, type LocalCluster, type PostgresServer} from '../local-cluster/index.js';
 import type {FaultKind, HistoryWriter} from './history.js';
@@ -193,6 +194,10 @@ export class FaultInjector {
 				// no FIN, unlike a stopped server. Its replication stream (to the primary's port) flows.
 				const ports = [server.port, ...server.bouncer ? [server.bouncer.port] : []].join(', ');
 				nft('add', 'element', ...nftTable, 'cut', `{ ${ports} }`);
+				await assertSilent(server.bouncer?.port ?? server.port).catch((error: unknown) => {
+					nft('delete', 'element', ...nftTable, 'cut', `{ ${ports} }`);
+					throw error;
+				});
 				return {disables: [server], primaryOut: false, heal: () => {
 					nft('delete', 'element', ...nftTable, 'cut', `{ ${ports} }`);
 				}};
@@ -259,6 +264,32 @@ export class FaultInjector {
 		if (this.partitions) {
 			nft('delete', 'table', ...nftTable);
 		}
+	}
+}
+
+/**
+ * Checks that a partition is one: a connect to the port neither succeeds nor is refused
+ * within 300 ms (its SYN is dropped), as it would be behind a dead network.
+ */
+async function assertSilent(port: number): Promise<void> {
+	const outcome = await new Promise<string>(resolve => {
+		const socket = net.connect(port, '127.0.0.1');
+		const timer = setTimeout(() => {
+			socket.destroy();
+			resolve('silent');
+		}, 300);
+		socket.once('connect', () => {
+			clearTimeout(timer);
+			socket.destroy();
+			resolve('connected');
+		});
+		socket.once('error', error => {
+			clearTimeout(timer);
+			resolve(error.message);
+		});
+	});
+	if (outcome !== 'silent') {
+		throw new Error(`the partition of port ${port} is not one: a connect got "${outcome}"`);
 	}
 }
 
