@@ -39,6 +39,10 @@ export class PrimaryFollower {
 		const decision = decidePrimary(from, this.#timeline, reports, this.#options.follow);
 		this.#timeline = decision.timeline;
 		const to = decision.primary;
+		if (log.enabled && !decision.changed && reports.get(from)?.reachable !== true) {
+			log('%s (timeline %s) does not answer; writes stay: %s', from.name, this.#timeline, [...reports].map(([node, report]) => `${node.name} ${report.reachable ? `${report.inRecovery ? 'standby' : 'primary'} tl ${report.timeline}` : 'unreachable'}`).join(', '));
+		}
+
 		if (decision.changed) {
 			from.takesWrites = false;
 			to.takesWrites = true;
