@@ -99,6 +99,7 @@ export function assembleReadSide({sequelize, options, router, consistency, emit,
 			nodes,
 			intervalMs: options.monitorIntervalMs,
 			probeTimeoutMs: options.readTimeoutMs > 0 ? options.readTimeoutMs : defaultProbeTimeoutMs,
+			currentPrimary: () => follower.primary,
 			onRoles: readings => follower.observe(readings),
 			onFailure(node, error) {
 				prober.connectionFailed(node, error);

@@ -38,6 +38,8 @@ export interface MonitorOptions {
 	readonly intervalMs: number;
 	/** Bound on one probe's query, so a frozen server cannot stall the monitor. */
 	readonly probeTimeoutMs: number;
+	/** The node that takes the writes now. */
+	readonly currentPrimary: () => Replica;
 	/** The round's roles: returns the node that takes the writes from now on, and its timeline. */
 	readonly onRoles: (readings: ReadonlyMap<Replica, NodeReading>) => {readonly primary: Replica; readonly timeline: number | undefined};
 	/** The probe connection failed (a fresh one included): the prober takes it from there. */
@@ -179,12 +181,17 @@ export class LagMonitor {
 	}
 
 	async #round(): Promise<void> {
-		// A node that has not answered within two intervals counts as unreachable this round
-		// (its question still runs to its own time limit): one frozen server must not hold
-		// up the primary's follow-up or the others' lag.
-		const waitMs = Math.min(this.#options.probeTimeoutMs, 2 * this.#options.intervalMs);
-		const entries = await Promise.all([...this.#connections].map(async ([node, connection]) => [node, await withTimeout(this.#ask(node, connection), waitMs, 'monitor round').catch(() => unreachable)] as const));
-		const readings = new Map<Replica, NodeReading>(entries);
+		const readings = await this.#askAll(node => node.state !== 'down');
+		const current = readings.get(this.#options.currentPrimary());
+		if (current?.reachable !== true || current.inRecovery !== false) {
+			// The primary does not answer as one. The node promoted in its place may be one the
+			// probes keep out of read rotation (down, or flapping: back for a while only): ask
+			// those too, for their role only; the probes still decide when they serve reads.
+			for (const [node, reading] of await this.#askAll(node => node.state === 'down')) {
+				readings.set(node, reading);
+			}
+		}
+
 		const {primary, timeline: primaryTimeline} = this.#options.onRoles(readings);
 		const primaryLsn = readings.get(primary)?.currentLsn;
 		if (primaryLsn !== undefined) {
@@ -192,7 +199,7 @@ export class LagMonitor {
 		}
 
 		for (const [node, reading] of readings) {
-			if (!reading.reachable) {
+			if (!reading.reachable || node.state === 'down') {
 				continue;
 			}
 
@@ -209,18 +216,28 @@ export class LagMonitor {
 		}
 	}
 
-	async #ask(node: Replica, connection: ProbeConnection): Promise<NodeReading> {
-		if (node.state === 'down') {
-			// Out of rotation: the prober's probes decide when it is back.
-			return unreachable;
-		}
+	/**
+	 * Asks the chosen nodes at once. A node that has not answered within two intervals counts
+	 * as unreachable this round (its question still runs to its own time limit): one frozen
+	 * server must not hold up the primary's follow-up or the others' lag.
+	 */
+	async #askAll(chosen: (node: Replica) => boolean): Promise<Map<Replica, NodeReading>> {
+		const waitMs = Math.min(this.#options.probeTimeoutMs, 2 * this.#options.intervalMs);
+		const asked = [...this.#connections].filter(([node]) => chosen(node));
+		return new Map(await Promise.all(asked.map(async ([node, connection]) => [node, await withTimeout(this.#ask(node, connection), waitMs, 'monitor round').catch(() => unreachable)] as const)));
+	}
 
+	async #ask(node: Replica, connection: ProbeConnection): Promise<NodeReading> {
 		let row: Record<string, unknown> | undefined;
 		try {
 			row = await connection.query(roleQuestion, this.#options.probeTimeoutMs);
 		} catch (error) {
 			log('%s did not answer: %s', node.name, (error as Error).message);
-			this.#options.onFailure(node, error);
+			if (node.state !== 'down') {
+				// Out of rotation already: the prober's probes decide when it is back.
+				this.#options.onFailure(node, error);
+			}
+
 			return unreachable;
 		}
 

@@ -22,7 +22,7 @@
 
 /** What one node answered to the monitor's question this round. */
 export interface RoleReport {
-	/** It answered (its health is up and the question did not fail). */
+	/** It answered the question this round (a node out of read rotation is asked only while the primary does not answer). */
 	readonly reachable: boolean;
 	/** `pg_is_in_recovery()`: a standby. */
 	readonly inRecovery?: boolean;

@@ -219,6 +219,34 @@ test.serial('the old primary, rebuilt as a standby, is the only server up before
 	t.is(db.stats().byReason['last-resort'], 1);
 });
 
+test.serial('a replica the probes hold out of rotation (flapping) that is promoted still takes the writes within a monitor round', async t => {
+	const faults = await clusterWithTable(t);
+	const {sequelize, db, events} = routerOn(t, faults, {monitorIntervalMs, cooldownMs: 60_000});
+	const replica1 = faults.cluster.replicas[0];
+	const name = nameOf(db, replica1);
+	// Down, back, and down again within cooldownMs: flapping, so once it runs again the probes
+	// keep it out for at least 5 s.
+	for (const round of [1, 2]) {
+		await replica1.stop('immediate');
+		t.true(await eventually(async () => {
+			await readOn(sequelize, faults).catch(() => undefined);
+			return db.replicas.find(replica => replica.name === name)?.state === 'quarantined';
+		}, 5000), `round ${round}: ${JSON.stringify(db.replicas)}`);
+		await replica1.start();
+		if (round === 1) {
+			t.true(await eventually(() => db.replicas.find(replica => replica.name === name)?.state === 'healthy', 5000));
+		}
+	}
+
+	t.like(db.replicas.find(replica => replica.name === name), {state: 'quarantined', flapping: true});
+	const promotedAt = await failOver(faults);
+	const first = await firstWrite(sequelize, faults);
+	t.like(first, {server: 'replica1', inRecovery: false});
+	t.log(`first write ${first.at - promotedAt} ms after the promotion; events: ${events.join(', ')}`);
+	// Within a few monitor rounds, not after the flapping replica's 5 s of probes.
+	t.true(first.at - promotedAt < 8 * monitorIntervalMs, `${first.at - promotedAt} ms`);
+});
+
 test.serial('the old primary restarted as a primary (not demoted) gets neither writes nor reads, and is reported', async t => {
 	const faults = await clusterWithTable(t);
 	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs});

@@ -64,7 +64,18 @@ export interface FaultRecord {
 	readonly primaryOutUntil?: number;
 }
 
-export type HistoryEntry = Operation | FaultRecord;
+/** What a router reported (`primaryChanged`, `splitBrain`), for reading a history by hand. */
+export interface RouterEvent {
+	readonly type: 'event';
+	/** Which app's router: `time`, `lsn` (the forums) or `jobs`. */
+	readonly router: string;
+	readonly name: string;
+	readonly detail: string;
+	readonly start: number;
+	readonly end: number;
+}
+
+export type HistoryEntry = Operation | FaultRecord | RouterEvent;
 
 export class HistoryWriter {
 	readonly #stream: WriteStream;

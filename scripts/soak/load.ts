@@ -63,11 +63,28 @@ export class SoakLoad {
 			}
 
 			forum.app.middleware.unshift(reportErrors);
+			this.#recordEvents(mode, forum.db);
 			this.#forums.set(mode, await listen(forum, sequelize));
 		}
 
 		const sequelize = this.#options.connect();
 		this.#jobs = {sequelize, db: multidb(sequelize, this.#options.routerOptions)};
+		this.#recordEvents('jobs', this.#jobs.db);
+	}
+
+	#recordEvents(router: string, db: MultiDb): void {
+		const {history} = this.#options;
+		const record = (name: string, detail: string) => {
+			const at = history.now();
+			history.record({type: 'event', router, name, detail, start: at, end: at});
+		};
+
+		db.on('primaryChanged', ({from, to, timeline}) => {
+			record('primaryChanged', `${from} -> ${to}, timeline ${timeline}`);
+		});
+		db.on('splitBrain', ({node, timeline, primary, primaryTimeline, reason}) => {
+			record('splitBrain', `${node} (timeline ${timeline}) vs ${primary} (timeline ${primaryTimeline}): ${reason}`);
+		});
 	}
 
 	start(): void {
