@@ -5,7 +5,7 @@
 import createDebug from 'debug';
 import {QueryTypes} from 'sequelize';
 import {currentScope, marksOf, type RoutingScope} from './context.js';
-import type {ReadDeadlines} from './deadline.js';
+import {abortConnection, type ReadDeadlines} from './deadline.js';
 import type {Affinity} from './affinity.js';
 import {classifyFailure, describeFailure} from './failure.js';
 import type {Prober} from './prober.js';
@@ -27,6 +27,8 @@ interface Retry {
 	readonly misroutedWrite?: boolean;
 	/** The primary failed a read that fell back to it. */
 	readonly primaryFailed?: boolean;
+	/** A routed read failed on the primary's connection and was tried there once more. */
+	readonly primaryRetried?: boolean;
 	readonly attemptNumber: number;
 }
 
@@ -148,8 +150,23 @@ export class Failover {
 		if (!replica) {
 			// A read that fell back to the primary, which failed: the replicas out of rotation
 			// are its last resort (once).
-			const fellBack = attempt.reason === 'fallback' && kind === 'connection' && !retry.primaryFailed;
-			return fellBack ? {...retry, primaryFailed: true, attemptNumber} : undefined;
+			if (attempt.reason === 'fallback') {
+				return kind === 'connection' && !retry.primaryFailed ? {...retry, primaryFailed: true, attemptNumber} : undefined;
+			}
+
+			// A routed read (the read pool gave it a reason) that ran on the primary, whose
+			// connection failed: once more, on a fresh connection. A restarted primary leaves dead
+			// connections in the pool, and a read that needs the primary should not die of one.
+			const routedRead = attempt.reason !== undefined && !retry.misroutedWrite && !retry.primaryRetried && kind === 'connection';
+			if (routedRead) {
+				this.#options.stats.failover(kind);
+				if (attempt.connection) {
+					// Back in the pool already, maybe not yet seen closed: never handed out again.
+					abortConnection(attempt.connection);
+				}
+			}
+
+			return routedRead ? {...retry, primaryRetried: true, attemptNumber} : undefined;
 		}
 
 		if (kind === 'read-only') {

@@ -13,8 +13,10 @@ const log = createDebug('sequelize-multidb:pool');
 
 export interface LastResortOptions {
 	readonly attempt: ReadAttempt;
-	/** The replicas to try now, in order (routing-policy.ts `lastResortOrder`). */
-	readonly candidates: () => readonly Replica[];
+	/** Replicas that failed this read already, and why. */
+	readonly failed: ReadonlyMap<Replica, string> | undefined;
+	/** The replicas to try, in order, leaving out `excluded` (routing-policy.ts `lastResortOrder`). */
+	readonly order: (excluded: ReadonlyMap<Replica, string> | undefined) => readonly Replica[];
 	/** A connection got from `replica`, handed over for the read (watched, counted). */
 	readonly use: (replica: Replica, connection: PooledConnection) => PooledConnection;
 	readonly onConnectFailure: (replica: Replica, error: unknown) => void;
@@ -30,7 +32,10 @@ export async function acquireLastResort(options: LastResortOptions): Promise<Poo
 			await options.askRoles().catch(() => undefined);
 		}
 
-		for (const replica of options.candidates()) {
+		// After the probes, a replica that failed this read but answers now is tried too: one
+		// connection's death (a killed backend) is not its server's.
+		const excluded = pass === 'as known' ? options.failed : answeringNow(options.failed);
+		for (const replica of options.order(excluded)) {
 			if (tried.has(replica)) {
 				continue;
 			}
@@ -52,4 +57,8 @@ export async function acquireLastResort(options: LastResortOptions): Promise<Poo
 	}
 
 	return undefined;
+}
+
+function answeringNow(failed: ReadonlyMap<Replica, string> | undefined): ReadonlyMap<Replica, string> | undefined {
+	return failed && new Map([...failed].filter(([replica]) => replica.state !== 'up'));
 }

@@ -31,7 +31,7 @@ export interface ReadAttempt {
 	timedOut: boolean;
 	/** While watched: when the read times out (epoch ms). */
 	deadline: number;
-	/** The connection the read runs on, to cut past its deadline. */
+	/** The connection the read runs on, to cut past its deadline (or, on the primary, after it failed). */
 	connection: PooledConnection | undefined;
 }
 
@@ -41,4 +41,16 @@ export function readPastDeadline(attempt: ReadAttempt): void {
 	if (attempt.connection) {
 		abortConnection(attempt.connection);
 	}
+}
+
+/**
+ * Notes on the attempt the primary connection its read runs on: if that connection dies
+ * mid-read, the retry must not be handed the same one back from the pool before its close
+ * is noticed.
+ */
+export function onPrimaryConnection(attempt: ReadAttempt): (connection: PooledConnection) => PooledConnection {
+	return connection => {
+		attempt.connection = connection;
+		return connection;
+	};
 }

@@ -15,7 +15,7 @@ import type {EmitEvent} from './events.js';
 import {describeFailure, isConnectFailure} from './failure.js';
 import {acquireLastResort} from './last-resort.js';
 import {isLockingRead} from './query-kind.js';
-import type {ReadAttempt} from './read-attempt.js';
+import {onPrimaryConnection, type ReadAttempt} from './read-attempt.js';
 import {replicaOf, type Replica} from './replica.js';
 import type {ReplicaGroups} from './replica-groups.js';
 import {decideRead, lastResortOrder, type ReadDecision, type ReadFacts} from './routing-policy.js';
@@ -84,7 +84,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 		const decision = decideRead(this.#facts(scope, isLockingRead(attempt.sql), attempt.misroutedWrite, false));
 		attempt.reason = decision.reason === 'round-robin' ? this.#balancer.reason : decision.reason;
 		if (decision.target === 'primary') {
-			return this.#options.primaryPool.acquire().catch(rethrowAsAcquireError);
+			return this.#options.primaryPool.acquire().then(onPrimaryConnection(attempt), rethrowAsAcquireError);
 		}
 
 		const marks = this.#options.affinity.marksFor(scope);
@@ -255,10 +255,9 @@ export class ReadPoolOfReplicas implements ReadPool {
 	}
 
 	/**
-	 * No replica in rotation, and the primary cannot take the read (down, or
-	 * `fallbackToPrimary` off): before the read fails, the replicas out of rotation are tried,
-	 * the likeliest first, then once more after every node was asked its role (last-resort.ts).
-	 * Only a routed read gets here, never a transaction.
+	 * No replica in rotation, and the primary cannot take the read (down, or `fallbackToPrimary`
+	 * off): the replicas out of rotation are tried before it fails (last-resort.ts). Only a
+	 * routed read gets here, never a transaction.
 	 */
 	async #lastResort(attempt: ReadAttempt | undefined, failed: ReadonlyMap<Replica, string> | undefined, finalError: unknown): Promise<PooledConnection> {
 		if (!attempt) {
@@ -267,7 +266,8 @@ export class ReadPoolOfReplicas implements ReadPool {
 
 		const allowed = this.#options.groups.allowed(attempt.scope);
 		const connection = await acquireLastResort({
-			candidates: () => lastResortOrder(this.replicas, failed, allowed),
+			failed,
+			order: excluded => lastResortOrder(this.replicas, excluded, allowed),
 			attempt,
 			use: (replica, acquired) => this.#watched(attempt, replica, acquired),
 			onConnectFailure: this.#options.onConnectFailure,

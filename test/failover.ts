@@ -3,7 +3,7 @@
 import {setTimeout as delay} from 'node:timers/promises';
 import test from 'ava';
 import {QueryTypes} from 'sequelize';
-import {multidb} from '../source/index.js';
+import {multidb, usePrimaryDb} from '../source/index.js';
 import {runInNewFlow} from '../source/context.js';
 import {withClient} from '../scripts/local-cluster/index.js';
 import {eventually, ownCluster, reads, routerOn, steadyReads} from './helpers/faults.js';
@@ -226,4 +226,40 @@ test.serial('with the monitor on, a restarted replica rejoins on a probe, withou
 	t.true(await eventually(() => db.replicas[0].state === 'healthy' && db.replicas[0].failures === 0, 1800), JSON.stringify(db.replicas[0]));
 	t.deepEqual(countBy(await reads(sequelize, faults, 4)), {replica1: 2, replica2: 2});
 	t.deepEqual(events, [`down ${db.replicas[0].name}`, `up ${db.replicas[0].name}`]);
+});
+
+/** Kills, on `server`, the backends running a query that contains `marker`, once one does. */
+async function killWhenRunning(server: Parameters<typeof withClient>[0], marker: string): Promise<number> {
+	const deadline = Date.now() + 5000;
+	while (Date.now() < deadline) {
+		const {rows} = await withClient(server, async client => client.query<{killed: boolean}>(`SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE query LIKE '%${marker}%' AND pid <> pg_backend_pid()`));
+		if (rows.length > 0) {
+			return rows.length;
+		}
+
+		await delay(20);
+	}
+
+	throw new Error(`no query with ${marker} ran on ${server.port}`);
+}
+
+test.serial('a read that needs the primary and loses its connection there is tried once more on a fresh one', async t => {
+	const faults = await ownCluster(t);
+	const {sequelize, db} = routerOn(t, faults);
+	const read = usePrimaryDb(async () => sequelize.query<{port: number}>('SELECT pg_sleep(0.4), inet_server_port() AS port /* primary-read */', {type: QueryTypes.SELECT, plain: true}));
+	t.is(await killWhenRunning(faults.cluster.primary, 'primary-read */'), 1);
+	t.is((await read)?.port, faults.cluster.primary.port);
+	t.is(db.stats().failovers.connection, 1);
+});
+
+test.serial('with the primary and one replica down, a read whose backend is killed on the last replica is tried there again, once a probe finds it up', async t => {
+	const faults = await ownCluster(t);
+	const {sequelize, db} = routerOn(t, faults, {cooldownMs: 60_000});
+	await faults.cluster.primary.stop('immediate');
+	await faults.cluster.replicas[1].stop('immediate');
+	t.deepEqual(await reads(sequelize, faults, 3), ['replica1', 'replica1', 'replica1']);
+	const read = sequelize.query<{port: number}>('SELECT pg_sleep(0.4), inet_server_port() AS port /* last-replica */', {type: QueryTypes.SELECT, plain: true});
+	t.is(await killWhenRunning(faults.cluster.replicas[0], 'last-replica */'), 1);
+	t.is((await read)?.port, faults.cluster.replicas[0].port);
+	t.is(db.stats().byReason['last-resort'], 1);
 });
