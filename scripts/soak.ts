@@ -18,7 +18,7 @@ import path from 'node:path';
 import {parseArgs} from 'node:util';
 import {endpointsOf, findPgBouncer, LocalCluster, newSequelize, withClient} from './local-cluster/index.js';
 import {checkHistory, primaryReturnMs, type FinalPost} from './soak/checker.js';
-import {FaultInjector, partitionsUnavailable} from './soak/faults.js';
+import {FaultInjector, partitionsUnavailable, systemTools} from './soak/faults.js';
 import {HistoryWriter} from './soak/history.js';
 import {SoakLoad, soakTable} from './soak/load.js';
 import {printReport, reportMarkdown} from './soak/report.js';
@@ -136,8 +136,9 @@ process.exit();
  */
 async function runInOwnNamespace(): Promise<number> {
 	const namespace = `multidb-soak-${process.pid}`;
+	const ipTool = systemTools.ip ?? 'ip';
 	const ip = (...ipArgs: string[]) => {
-		const result = spawnSync('ip', ipArgs, {encoding: 'utf8'});
+		const result = spawnSync(ipTool, ipArgs, {encoding: 'utf8'});
 		if (result.status !== 0) {
 			throw new Error(`\`ip ${ipArgs.join(' ')}\` failed: ${result.stderr}`);
 		}
@@ -145,9 +146,9 @@ async function runInOwnNamespace(): Promise<number> {
 
 	ip('netns', 'add', namespace);
 	try {
-		ip('netns', 'exec', namespace, 'ip', 'link', 'set', 'lo', 'up');
+		ip('netns', 'exec', namespace, ipTool, 'link', 'set', 'lo', 'up');
 		console.log(`# soak: running in network namespace ${namespace}`);
-		const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+		const child = spawn(ipTool, ['netns', 'exec', namespace, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
 			stdio: 'inherit',
 			env: {...process.env, MULTIDB_SOAK_NETNS: namespace},
 		});

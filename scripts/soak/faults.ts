@@ -3,6 +3,7 @@
 // server, and a promotion waits until nothing else is broken (an operator does not promote
 // a frozen standby).
 import {spawnSync} from 'node:child_process';
+import {existsSync} from 'node:fs';
 import net from 'node:net';
 import {setTimeout as delay} from 'node:timers/promises';
 import {followOtherPrimary, rebuildAsStandby, withClient, type LocalCluster, type PostgresServer} from '../local-cluster/index.js';
@@ -293,8 +294,22 @@ async function assertSilent(port: number): Promise<void> {
 	}
 }
 
+/**
+ * The system's nftables and iproute2 by absolute path: under `npm run`, PATH starts with
+ * node_modules/.bin, where ava's dependency @vercel/nft installs an unrelated `nft` (a
+ * file tracer) that exits 0 without touching the firewall.
+ */
+export const systemTools = {
+	nft: ['/usr/sbin/nft', '/sbin/nft'].find(candidate => existsSync(candidate)),
+	ip: ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find(candidate => existsSync(candidate)),
+};
+
 function nft(...args: string[]): void {
-	const result = spawnSync('nft', args, {encoding: 'utf8'});
+	if (!systemTools.nft) {
+		throw new Error('nftables is not installed');
+	}
+
+	const result = spawnSync(systemTools.nft, args, {encoding: 'utf8'});
 	if (result.status !== 0) {
 		throw new Error(`\`nft ${args.join(' ')}\` failed: ${result.stderr || result.error?.message}`);
 	}
@@ -306,9 +321,9 @@ export function partitionsUnavailable(): string | undefined {
 		return 'not root (nftables rules in a network namespace need root)';
 	}
 
-	for (const tool of ['nft', 'ip']) {
-		if (spawnSync(tool, ['--version'], {encoding: 'utf8'}).status !== 0 && spawnSync(tool, ['-V'], {encoding: 'utf8'}).status !== 0) {
-			return `no \`${tool}\` command (Debian: apt-get install ${tool === 'nft' ? 'nftables' : 'iproute2'})`;
+	for (const [tool, found] of Object.entries(systemTools)) {
+		if (!found) {
+			return `no \`${tool}\` command in /usr/sbin or /sbin (Debian: apt-get install ${tool === 'nft' ? 'nftables' : 'iproute2'})`;
 		}
 	}
 
