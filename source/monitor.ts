@@ -199,7 +199,13 @@ export class LagMonitor {
 		}
 
 		for (const [node, reading] of readings) {
-			if (!reading.reachable || node.state === 'down') {
+			if (!reading.reachable) {
+				continue;
+			}
+
+			if (node.state === 'down') {
+				// Asked for its role only: the probes decide its health and lag.
+				node.roleAnswered(reading.inRecovery === true);
 				continue;
 			}
 

@@ -176,6 +176,18 @@ export class Replica implements ReplicaInfo {
 
 	/** A probe answered; `inRecovery` is its answer to `pg_is_in_recovery()`, known before it rejoins. */
 	probeSucceeded(inRecovery: boolean): void {
+		this.roleAnswered(inRecovery);
+		if (this.#health.probeSucceeded().cameBack) {
+			log('%s is back', this.name);
+			this.#options.emit('replicaUp', {replica: this.name});
+		}
+	}
+
+	/**
+	 * It answered `pg_is_in_recovery()` (a probe, or the monitor asking a node out of rotation):
+	 * its role, which says nothing yet of its health.
+	 */
+	roleAnswered(inRecovery: boolean): void {
 		const health = this.#health;
 		if (health.promoted && inRecovery) {
 			// A primary that came back as a standby (an old primary rebuilt after a failover):
@@ -184,10 +196,6 @@ export class Replica implements ReplicaInfo {
 		}
 
 		health.promoted = !inRecovery;
-		if (this.#health.probeSucceeded().cameBack) {
-			log('%s is back', this.name);
-			this.#options.emit('replicaUp', {replica: this.name});
-		}
 	}
 
 	/** A replay position read off the replica; `caughtUpWith` where it met a fresh write's. */

@@ -63,8 +63,9 @@ export class PgBouncer {
 			'max_client_conn = 1000',
 			'default_pool_size = 40',
 			// After a failed login PgBouncer refuses every client for server_login_retry (15 s
-			// by default): a replica that came back would stay unusable that long.
-			'server_login_retry = 1',
+			// by default): a replica that came back would stay unusable that long (with 1 s,
+			// the soak still saw reads fail for a second after a restart).
+			'server_login_retry = 0.2',
 			// A client whose query waits for a server connection (the server is frozen, or
 			// gone without a word) gets an error after this, instead of after 2 minutes.
 			'query_wait_timeout = 5',
