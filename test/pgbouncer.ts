@@ -82,7 +82,7 @@ pgbouncerTest('a server stopped behind its PgBouncer: "server login has been fai
 	t.regex(db.replicas[0].lastError ?? '', /server login has been failing|server conn crashed|pgbouncer cannot connect to server|query_wait_timeout/);
 	t.true((db.stats().failovers.connection ?? 0) >= 1, JSON.stringify(db.stats().failovers));
 
-	// Back up: PgBouncer logs in again (server_login_retry = 1 s), and the probe returns it.
+	// Back up: PgBouncer logs in again (server_login_retry = 0.2 s), and the probe returns it.
 	await faults.cluster.replicas[0].start();
 	t.true(await eventually(() => db.replicas[0].state === 'healthy', 8000), JSON.stringify(db.replicas[0]));
 });
