@@ -37,7 +37,7 @@ const {values: args} = parseArgs({options: {
 const runMs = args.minutes ? Number(args.minutes) * 60_000 : Number(args.seconds ?? 90) * 1000;
 const seed = args.seed === undefined ? Math.floor(Math.random() * 1_000_000) : Number(args.seed);
 if (!Number.isFinite(runMs) || runMs < 15_000 || !Number.isInteger(seed)) {
-	console.error('Usage: npm run soak -- [--seconds N (>= 15) | --minutes N] [--seed INTEGER] [--pgbouncer] [--out DIR]');
+	console.error('Usage: npm run soak -- [--seconds N (>= 15) | --minutes N] [--seed INTEGER] [--pgbouncer] [--control] [--out DIR]');
 	process.exit(2);
 }
 
@@ -52,8 +52,9 @@ if (!namespaceReason && !process.env.MULTIDB_SOAK_NETNS) {
 }
 
 // The settings a production user would pick: reads give up on a silent server after 3 s,
-// and a replica 2 s behind leaves rotation (the replay-pause fault holds replay 2–7 s).
-const routerOptions: MultiDbOptions = {readTimeoutMs: 3000, connectTimeoutMs: 2000, maxLagMs: 2000};
+// and a replica 2 s behind leaves rotation, however few bytes it misses (the replay-pause
+// fault holds replay 2–7 s while the load writes a few kB a second).
+const routerOptions: MultiDbOptions = {readTimeoutMs: 3000, connectTimeoutMs: 2000, maxLagMs: 2000, maxLagBytes: 0};
 const followAllowanceMs = primaryReturnMs(routerOptions);
 const cluster = await LocalCluster.start({applyDelaysMs: [0, 0], pgbouncer: args.pgbouncer});
 cluster.stopOnSignals();
