@@ -6,7 +6,7 @@ import {spawnSync} from 'node:child_process';
 import {existsSync} from 'node:fs';
 import net from 'node:net';
 import {setTimeout as delay} from 'node:timers/promises';
-import {followOtherPrimary, rebuildAsStandby, withClient, type LocalCluster, type PostgresServer} from '../local-cluster/index.js';
+import {followOtherPrimary, rebuildAsStandby, withClient, type LocalCluster, type PgBouncer, type PostgresServer} from '../local-cluster/index.js';
 import type {FaultKind, HistoryWriter} from './history.js';
 import type {ScheduledFault} from './schedule.js';
 
@@ -126,6 +126,12 @@ export class FaultInjector {
 		for (let attempt = 1; ; attempt++) {
 			try {
 				await injected.heal();
+				if (target.bouncer && injected.disables.length > 0) {
+					// Back for clients only once its PgBouncer lets them through: after failed
+					// logins it refuses every client for server_login_retry.
+					await answersThrough(target.bouncer);
+				}
+
 				return;
 			} catch (error) {
 				if (attempt >= 3) {
@@ -264,6 +270,23 @@ export class FaultInjector {
 	dispose(): void {
 		if (this.partitions) {
 			nft('delete', 'table', ...nftTable);
+		}
+	}
+}
+
+/** Resolves once a query through `bouncer` succeeds (within 10 s). */
+async function answersThrough(bouncer: PgBouncer): Promise<void> {
+	const deadline = Date.now() + 10_000;
+	for (;;) {
+		try {
+			await withClient(bouncer, async client => client.query('SELECT 1'));
+			return;
+		} catch (error) {
+			if (Date.now() > deadline) {
+				throw error;
+			}
+
+			await delay(50);
 		}
 	}
 }
