@@ -6,7 +6,7 @@ import type {Failover} from './failover.js';
 import {routeOwnReads} from './own-reads.js';
 import type {ReadAttempt} from './read-attempt.js';
 import type {ReadPoolOfReplicas} from './read-pool.js';
-import {connectionManagerOf, hasReplicationPools, routeReadConnections, tolerateUnpooledConnectionFailures, type ReadPool} from './sequelize-internals.js';
+import {connectionManagerOf, guardNewClients, hasReplicationPools, routeReadConnections, tolerateUnpooledConnectionFailures, type ReadPool} from './sequelize-internals.js';
 import type {WritePool} from './write-pool.js';
 
 export interface Installation {
@@ -24,6 +24,7 @@ export interface Installation {
 
 export function install({sequelize, failover, pool, writePool, serverVersion, close}: Installation): void {
 	const manager = connectionManagerOf(sequelize);
+	guardNewClients(sequelize);
 	if (hasReplicationPools(manager.pool)) {
 		tolerateUnpooledConnectionFailures(manager.pool);
 		// Without replicas, Sequelize built a read pool over its top-level host (or none):

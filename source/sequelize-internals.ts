@@ -128,6 +128,40 @@ export function tolerateUnpooledConnectionFailures(pools: ReplicationPools): voi
 }
 
 /**
+ * Sequelize's postgres `connect` attaches its `error` listener to a new node-postgres client
+ * only once the connect promise has settled, a microtask after the client became ready. An
+ * error the server sends in the same network read as its ReadyForQuery (a backend terminated,
+ * or a server shutting down, just as the connection completes) is emitted before that, with
+ * no listener, and ends the process (found by the soak, twice in 10-minute runs). The clients
+ * of a routed instance get a listener from birth, which marks the connection invalid so that
+ * no pool hands it out; Sequelize's own listener still runs once attached.
+ */
+export function guardNewClients(sequelize: Sequelize): void {
+	const manager = (sequelize as unknown as {connectionManager: {lib?: {Client?: ClientConstructor}}}).connectionManager;
+	const lib = manager.lib;
+	const Client = lib?.Client;
+	if (!lib || typeof Client !== 'function' || guardedClients.has(Client)) {
+		return;
+	}
+
+	class GuardedClient extends Client {
+		constructor(...args: unknown[]) {
+			super(...args);
+			this.on('error', () => {
+				(this as unknown as {_invalid: boolean})._invalid = true;
+			});
+		}
+	}
+
+	guardedClients.add(GuardedClient);
+	// This instance's view of the driver only: the `pg` module itself is left alone.
+	manager.lib = Object.create(lib, {Client: {value: GuardedClient, enumerable: true}}) as typeof lib;
+}
+
+type ClientConstructor = new (...args: unknown[]) => {on(event: 'error', listener: (error: unknown) => void): unknown};
+const guardedClients = new WeakSet<ClientConstructor>();
+
+/**
  * Where a routed read's attempt rides in the options Sequelize hands its connection manager:
  * `sequelize.query` copies the caller's options (symbol keys included) and passes that copy
  * to `getConnection`. Per query, owned by the query; no shared store.
