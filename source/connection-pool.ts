@@ -9,7 +9,7 @@
 // while Sequelize's set-up query (`SET client_min_messages ...`) waits for a server that may
 // be frozen or gone.
 import {Pool} from 'sequelize-pool';
-import {abortConnection, withTimeout} from './deadline.js';
+import {abortConnection, connectWithin, withTimeout} from './deadline.js';
 import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
 
 /** Bound on a clean goodbye before the socket is cut. */
@@ -34,12 +34,7 @@ export function createConnectionPool(options: ConnectionPoolOptions): Pool<Poole
 	return new Pool<PooledConnection>({
 		name: `sequelize-multidb:${options.name}`,
 		create: async () => {
-			const connecting = manager._connect(config);
-			const connection = timeoutMs === undefined ? await connecting : await withTimeout(connecting, timeoutMs, `connect to ${options.name}`).catch((error: unknown) => {
-				// A connection that arrives after all is closed at once.
-				void connecting.then(abortConnection, () => undefined);
-				throw error;
-			});
+			const connection = await connectWithin(manager, config, timeoutMs, `connect to ${options.name}`);
 			connection.queryType = options.queryType;
 			options.created(connection);
 			return connection;

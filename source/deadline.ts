@@ -1,7 +1,7 @@
 // Time limits for work on a replica that may hang: a frozen server accepts TCP connections
 // and then never answers, so only a timer on our side ends the wait.
 import {ReplicaTimeoutError} from './errors.js';
-import type {ClientConnection, PooledConnection} from './sequelize-internals.js';
+import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
 
 /** Rejects with a `ReplicaTimeoutError` when `promise` has not settled within `ms`. */
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -107,4 +107,22 @@ export async function queryWithin(connection: ClientConnection, sql: string, tim
 		abortConnection(connection);
 		throw error;
 	}
+}
+
+/**
+ * Sequelize's connect (`_connect`, hooks included) within `timeoutMs`, or undefined for no
+ * limit. node-postgres's own connect timeout covers its handshake only: behind PgBouncer,
+ * PgBouncer answers that at once, and Sequelize's set-up query then waits in PgBouncer's queue
+ * for a server that may be dead or frozen. A connection that arrives after the limit is cut.
+ */
+export async function connectWithin(manager: ConnectionManagerInternals, config: ConnectionConfig, timeoutMs: number | undefined, what: string): Promise<PooledConnection> {
+	const connecting = manager._connect(config);
+	if (timeoutMs === undefined) {
+		return connecting;
+	}
+
+	return withTimeout(connecting, timeoutMs, what).catch((error: unknown) => {
+		void connecting.then(abortConnection, () => undefined);
+		throw error;
+	});
 }

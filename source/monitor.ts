@@ -11,7 +11,7 @@
 // across a promotion (the new timeline starts where the old one left off), so the history
 // stays valid when the primary changes.
 import createDebug from 'debug';
-import {queryWithin, withTimeout} from './deadline.js';
+import {connectWithin, queryWithin, withTimeout} from './deadline.js';
 import {classifyFailure} from './failure.js';
 import {parseLsn} from './lsn.js';
 import type {Replica} from './replica.js';
@@ -103,11 +103,11 @@ class ProbeConnection {
 	async #queryOnce(sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 		let connection: ClientConnection | undefined;
 		try {
-			connection = await (this.#connection ??= this.#open());
+			connection = await (this.#connection ??= this.#open(timeoutMs));
 			if (connection._invalid) {
 				// Sequelize's error listener marked it: the server closed it meanwhile.
 				this.#connection = undefined;
-				connection = await (this.#connection = this.#open());
+				connection = await (this.#connection = this.#open(timeoutMs));
 			}
 
 			return await queryWithin(connection, sql, timeoutMs, 'monitor probe');
@@ -117,9 +117,9 @@ class ProbeConnection {
 		}
 	}
 
-	async #open(): Promise<ClientConnection> {
+	async #open(timeoutMs: number): Promise<ClientConnection> {
 		// Untagged: no pool holds it, and the dispatcher ignores it if it fails (install.ts).
-		return await this.manager._connect(this.config) as ClientConnection;
+		return await connectWithin(this.manager, this.config, timeoutMs, 'monitor connect') as ClientConnection;
 	}
 
 	async close(): Promise<void> {

@@ -5,7 +5,7 @@
 // the replica's connections fails, and runs on the health's back-off while the replica is
 // out of rotation, whether or not reads or the monitor come by.
 import createDebug from 'debug';
-import {abortConnection, queryWithin, withTimeout} from './deadline.js';
+import {abortConnection, connectWithin, queryWithin, withTimeout} from './deadline.js';
 import type {Replica} from './replica.js';
 import type {ClientConnection, ConnectionConfig, ConnectionManagerInternals} from './sequelize-internals.js';
 
@@ -104,7 +104,7 @@ export class Prober {
  */
 export async function askServer(manager: ConnectionManagerInternals, config: ConnectionConfig, sql: string, timeoutMs: number): Promise<Record<string, unknown> | undefined> {
 	// Untagged: no pool holds it, and the dispatcher ignores it if it fails (install.ts).
-	const connection = await manager._connect(config) as ClientConnection;
+	const connection = await connectWithin(manager, config, timeoutMs, 'probe connect') as ClientConnection;
 	// A failed or hung query cuts the connection itself.
 	const row = await queryWithin(connection, sql, timeoutMs, 'probe');
 
