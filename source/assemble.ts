@@ -45,7 +45,7 @@ export interface AssemblyOptions {
 	readonly consistency: Consistency;
 	readonly emit: EmitEvent;
 	/** A read could not connect to a replica and moved on: counted as a failover. */
-	readonly countConnectFailover: () => void;
+	readonly countConnectFailover: (replica: Replica) => void;
 }
 
 /** The parts, started; undefined where no replica is configured (reads then use the primary). */
@@ -80,7 +80,7 @@ export function assembleReadSide({sequelize, options, router, consistency, emit,
 		deadlines,
 		onConnectFailure(replica, error) {
 			// A read that could not connect to this replica moves on to the next one.
-			countConnectFailover();
+			countConnectFailover(replica);
 			prober.connectionFailed(replica, error);
 		},
 		emit,

@@ -57,3 +57,18 @@ function connectTimeoutOf(config: ConnectionConfig): number | undefined {
 	const value = (config.dialectOptions as {connectionTimeoutMillis?: unknown} | undefined)?.connectionTimeoutMillis;
 	return typeof value === 'number' && value > 0 ? value : undefined;
 }
+
+export interface PoolCounts {
+	/** Connections handed out now. */
+	readonly used: number;
+	/** Connections open and idle in the pool. */
+	readonly idle: number;
+	/** Acquisitions waiting for a connection. */
+	readonly pending: number;
+}
+
+/** The counts of a sequelize-pool `Pool` (Sequelize's own pools and the router's are all one kind). */
+export function countsOf(pool: unknown): PoolCounts {
+	const {using = 0, available = 0, waiting = 0} = pool as {using?: number; available?: number; waiting?: number};
+	return {used: using, idle: available, pending: waiting};
+}

@@ -159,7 +159,7 @@ export class Failover {
 			// connections in the pool, and a read that needs the primary should not die of one.
 			const routedRead = attempt.reason !== undefined && !retry.misroutedWrite && !retry.primaryRetried && kind === 'connection';
 			if (routedRead) {
-				this.#options.stats.failover(kind);
+				this.#options.stats.failover(kind, 'primary');
 				if (attempt.connection) {
 					// Back in the pool already, maybe not yet seen closed: never handed out again.
 					abortConnection(attempt.connection);
@@ -175,13 +175,13 @@ export class Failover {
 			}
 
 			// A write reached a replica: it runs once on the primary and pins like a write.
-			this.#options.stats.failover(kind);
+			this.#options.stats.failover(kind, replica.name);
 			this.#markWrite(scope);
 			log('write on %s (25006), retrying on the primary', replica.name);
 			return {...retry, misroutedWrite: true, attemptNumber};
 		}
 
-		this.#options.stats.failover(kind);
+		this.#options.stats.failover(kind, replica.name);
 		if (kind !== 'conflict') {
 			// One connection failed; a probe decides about the server.
 			this.#options.prober?.connectionFailed(replica, error);

@@ -11,6 +11,7 @@ import {MultiDbError, warningCodes, warningType} from './errors.js';
 import type {EmitEvent, MultiDbEvents} from './events.js';
 import {Failover} from './failover.js';
 import {install} from './install.js';
+import {attachObserver, type ObservedRouter, type RouterObserver} from './observer.js';
 import {nodeStatus, replicaStatus, type NodeStatus, type ReplicaStatus} from './node-status.js';
 import {resolveMultiDbOptions, type MultiDbOptions, type ResolvedMultiDbOptions} from './options.js';
 import {versionOfAnyServer} from './prober.js';
@@ -27,6 +28,8 @@ const log = createDebug('sequelize-multidb:router');
 
 /** Marks an instance as taken, across the ESM and CommonJS builds of this package. */
 const installedKey = Symbol.for('sequelize-multidb.installed');
+/** Attaches an observer (`sequelize-multidb/opentelemetry`), whichever build made the router. */
+export const observeKey = Symbol.for('sequelize-multidb.observe');
 
 export type ReplicaQueryOptions = Omit<QueryOptions, 'type' | 'transaction' | 'plain' | 'useMaster'>;
 
@@ -60,8 +63,8 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 		// Its reads of the primary go through the installed query, counted like any other.
 		const onPrimary = async (sql: string) => this.sequelize.query<Record<string, unknown>>(sql, {type: QueryTypes.SELECT, plain: true, useMaster: true});
 		this.#consistency = new Consistency(onPrimary, options.keys, this);
-		const parts = assembleReadSide({sequelize, options, router: this, consistency: this.#consistency, emit, countConnectFailover: () => {
-			this.#stats.failover('connection');
+		const parts = assembleReadSide({sequelize, options, router: this, consistency: this.#consistency, emit, countConnectFailover: replica => {
+			this.#stats.failover('connection', replica.name);
 		}});
 		if (!parts) {
 			process.emitWarning('sequelize-multidb: no replicas are configured (`replication.read` is missing or empty); every read goes to the primary', {type: warningType, code: warningCodes.noReplicas});
@@ -161,6 +164,11 @@ export class MultiDb extends EventEmitter<MultiDbEvents> {
 	/** @internal Whether every replica is known to have replayed up to `lsn`. */
 	everyReplicaHasReplayed(lsn: bigint): boolean {
 		return this.#parts?.pool.replicas.every(node => !node.standby || node.hasReplayed(lsn)) ?? false;
+	}
+
+	/** @internal Attaches the one observer this router has (see observer.ts). */
+	[observeKey](observer: RouterObserver): ObservedRouter {
+		return attachObserver(this.#parts, this.#stats, observer);
 	}
 
 	/** Probes every replica now instead of at the monitor's next tick. */

@@ -54,12 +54,22 @@ export interface RouteStats {
 	readonly byGroup: Readonly<Record<string, number>>;
 }
 
+/** Told of each count as it happens (the observer of observer.ts is one). */
+export interface StatsListener {
+	/** A query finished (or failed) on `target` (`primary` or a replica's name), sent there for `reason`. */
+	routed(target: string, reason: RouteReason): void;
+	/** A read left `from` (`primary` or a replica's name) after a failure of this kind, to be tried elsewhere. */
+	failedOver(kind: FailureKind, from: string): void;
+}
+
 export class StatsRecorder {
 	#queries = 0;
 	readonly #byTarget = new Map<string, number>();
 	readonly #byReason = new Map<RouteReason, number>();
 	readonly #failovers = new Map<FailureKind, number>();
 	readonly #byGroup = new Map<string, number>();
+	/** Told of every count as it happens (`sequelize-multidb/opentelemetry`); undefined costs nothing. */
+	observer: StatsListener | undefined;
 
 	constructor(targets: readonly string[]) {
 		for (const target of targets) {
@@ -71,14 +81,17 @@ export class StatsRecorder {
 		this.#queries++;
 		this.#byTarget.set(target, (this.#byTarget.get(target) ?? 0) + 1);
 		this.#byReason.set(reason, (this.#byReason.get(reason) ?? 0) + 1);
+		this.observer?.routed(target, reason);
 	}
 
 	group(name: string): void {
 		this.#byGroup.set(name, (this.#byGroup.get(name) ?? 0) + 1);
 	}
 
-	failover(kind: FailureKind): void {
+	/** A read left `from` (`primary` or a replica's name) after a failure of this kind. */
+	failover(kind: FailureKind, from: string): void {
 		this.#failovers.set(kind, (this.#failovers.get(kind) ?? 0) + 1);
+		this.observer?.failedOver(kind, from);
 	}
 
 	snapshot(): RouteStats {

@@ -5,7 +5,7 @@
 // one's idle connections are closed, and its busy ones are closed when they come back:
 // nothing is sent to an old primary after the switch, except by a transaction that began
 // before it (whose queries fail with the old server, or commit there before it went away).
-import {createConnectionPool} from './connection-pool.js';
+import {countsOf, createConnectionPool, type PoolCounts} from './connection-pool.js';
 import type {Replica} from './replica.js';
 import type {ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
 
@@ -39,6 +39,11 @@ export class WritePool implements ReadPool {
 
 	acquire(): Promise<PooledConnection> {
 		return this.#pool.acquire();
+	}
+
+	/** The connections to the primary now: in use, idle, and acquisitions waiting. */
+	counts(): PoolCounts {
+		return countsOf(this.#pool);
 	}
 
 	release(connection: PooledConnection): void {
