@@ -12,6 +12,7 @@ import {promotion} from './promotion.js';
 import {readAfterWrite} from './read-after-write.js';
 import type {BenchSection} from './section.js';
 import {spreadOfReads} from './spread.js';
+import {telemetryOverhead} from './telemetry.js';
 import {throughput} from './throughput.js';
 
 const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> = {
@@ -23,6 +24,7 @@ const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> 
 	promotion: async () => promotion(),
 	balance,
 	memory,
+	telemetry: telemetryOverhead,
 };
 
 const resultsFile = new URL('results.json', import.meta.url);

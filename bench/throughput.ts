@@ -8,7 +8,7 @@ import {clusterEnvironment} from '../scripts/local-cluster/index.js';
 import {nodeBinary} from '../scripts/node-binary.js';
 import {markdownTable, median, spread, type BenchCluster} from './harness.js';
 import type {BenchSection} from './section.js';
-import type {WorkerResult, WorkerRun} from './throughput-worker.js';
+import type {WorkerMode, WorkerResult, WorkerRun} from './throughput-worker.js';
 
 const concurrencies = [1, 8, 32, 64];
 const runs = 9;
@@ -52,31 +52,10 @@ async function compare(cluster: BenchCluster, node: string, replicas: number): P
 	const ratios: Array<[number, number]> = [];
 	try {
 		for (const concurrency of concurrencies) {
-			await native.run({concurrency, ms: warmUpMs});
-			await routed.run({concurrency, ms: warmUpMs});
-			const results = {native: [] as WorkerResult[], routed: [] as WorkerResult[]};
-			for (let run = 0; run < runs; run++) {
-				const order = run % 2 === 0 ? [routed, native] : [native, routed];
-				for (const side of order) {
-					results[side.mode].push(await side.run({concurrency, ms: runMs}));
-				}
-			}
-
-			const perSecond = (list: readonly WorkerResult[]) => list.map(result => result.reads / (runMs / 1000));
-			const paired = results.routed.map((result, index) => result.reads / results.native[index].reads);
-			const ratio = median(perSecond(results.routed)) / median(perSecond(results.native));
+			const results = await alternate([native, routed], concurrency);
+			const {ratio, paired} = ratioOf(results.routed, results.native);
 			ratios.push([concurrency, ratio]);
-			for (const mode of ['native', 'routed'] as const) {
-				rows.push([
-					String(concurrency),
-					mode === 'native' ? 'Sequelize replication' : 'sequelize-multidb',
-					spread(perSecond(results[mode])),
-					median(results[mode].map(result => result.p50)).toFixed(2),
-					median(results[mode].map(result => result.p99)).toFixed(2),
-					median(results[mode].map(result => result.cpuPerRead)).toFixed(1),
-					mode === 'routed' ? `**${ratio.toFixed(3)}** (paired runs ${Math.min(...paired).toFixed(3)}–${Math.max(...paired).toFixed(3)})` : '1',
-				]);
-			}
+			rows.push(sideRow(concurrency, 'Sequelize replication', results.native, '1'), sideRow(concurrency, 'sequelize-multidb', results.routed, `**${ratio.toFixed(3)}** (paired runs ${paired})`));
 		}
 	} finally {
 		await Promise.all([native.stop(), routed.stop()]);
@@ -85,9 +64,47 @@ async function compare(cluster: BenchCluster, node: string, replicas: number): P
 	return {table: markdownTable(['concurrency', 'reader', 'reads/s median (min–max)', 'p50 ms', 'p99 ms', 'client CPU µs/read', 'ratio to Sequelize'], rows), ratios};
 }
 
+/** A warm-up of each side, then `runs` timed runs per side, alternating, the order flipped every run. */
+export async function alternate(sides: readonly Side[], concurrency: number): Promise<Record<string, WorkerResult[]>> {
+	for (const side of sides) {
+		await side.run({concurrency, ms: warmUpMs});
+	}
+
+	const results: Record<string, WorkerResult[]> = Object.fromEntries(sides.map(side => [side.mode, []]));
+	for (let run = 0; run < runs; run++) {
+		const order = run % 2 === 0 ? sides : [...sides].reverse();
+		for (const side of order) {
+			results[side.mode].push(await side.run({concurrency, ms: runMs}));
+		}
+	}
+
+	return results;
+}
+
+const perSecond = (list: readonly WorkerResult[]) => list.map(result => result.reads / (runMs / 1000));
+
+/** The ratio of the median reads/s of two sides, and the range of the paired runs' ratios. */
+export function ratioOf(side: readonly WorkerResult[], baseline: readonly WorkerResult[]): {ratio: number; paired: string} {
+	const paired = side.map((result, index) => result.reads / baseline[index].reads);
+	return {ratio: median(perSecond(side)) / median(perSecond(baseline)), paired: `${Math.min(...paired).toFixed(3)}–${Math.max(...paired).toFixed(3)}`};
+}
+
+/** One table row: a side's reads/s, latencies and client CPU, and its ratio columns. */
+export function sideRow(concurrency: number, label: string, results: readonly WorkerResult[], ...ratios: string[]): string[] {
+	return [
+		String(concurrency),
+		label,
+		spread(perSecond(results)),
+		median(results.map(result => result.p50)).toFixed(2),
+		median(results.map(result => result.p99)).toFixed(2),
+		median(results.map(result => result.cpuPerRead)).toFixed(1),
+		...ratios,
+	];
+}
+
 /** One side's worker process. */
-class Side {
-	static async start(cluster: BenchCluster, node: string, mode: 'native' | 'routed', replicas: number): Promise<Side> {
+export class Side {
+	static async start(cluster: BenchCluster, node: string, mode: WorkerMode, replicas: number): Promise<Side> {
 		const child = fork(fileURLToPath(new URL('throughput-worker.ts', import.meta.url)), [mode, String(replicas)], {
 			execPath: node,
 			execArgv: ['--import', 'tsx'],
@@ -105,7 +122,7 @@ class Side {
 		return new Side(child, mode);
 	}
 
-	private constructor(readonly child: ChildProcess, readonly mode: 'native' | 'routed') {}
+	private constructor(readonly child: ChildProcess, readonly mode: WorkerMode) {}
 
 	async run(run: WorkerRun): Promise<WorkerResult> {
 		const result = new Promise<WorkerResult>(resolve => {

@@ -1,11 +1,13 @@
 // A small forum on Koa + Sequelize + sequelize-multidb: list posts, write a post (POST,
 // then a 303 redirect to its page), view a post, like it (a GET that writes, wrapped in
-// `dbWrite`). Each page says, discreetly, which server answered its reads.
+// `dbWrite`). Each page says, discreetly, which server answered its reads. With
+// `operatorPages`, `/status` and `/metrics` show the router at work (status.ts).
 import {AsyncLocalStorage} from 'node:async_hooks';
 import KoaRouter, {type RouterContext} from '@koa/router';
 import Koa from 'koa';
 import {DataTypes, Model, type Sequelize} from 'sequelize';
 import {dbWrite, multidb, pinning, type MultiDb, type MultiDbOptions, type PinningOptions} from '../source/index.js';
+import {operatorPages} from './status.js';
 
 interface PostAttributes {
 	id?: number;
@@ -26,6 +28,8 @@ export interface ForumOptions {
 	readonly serverNames?: ReadonlyMap<number, string>;
 	/** The posts table. */
 	readonly table?: string;
+	/** Serve `/status` and `/metrics` (OpenTelemetry's Prometheus exporter). */
+	readonly operatorPages?: boolean;
 }
 
 export interface Forum {
@@ -33,6 +37,8 @@ export interface Forum {
 	readonly db: MultiDb;
 	/** Creates the posts table on the primary (replicas get it by replication). */
 	readonly sync: () => Promise<void>;
+	/** Stops the operator pages' sampling and instrumentation (the Sequelize instance is the caller's). */
+	readonly stop: () => Promise<void>;
 }
 
 export function createForum(options: ForumOptions): Forum {
@@ -48,6 +54,11 @@ export function createForum(options: ForumOptions): Forum {
 	app.use(answered.middleware);
 	if (options.pinning !== false) {
 		app.use(pinning({db, ...options.pinning}));
+	}
+
+	const operator = options.operatorPages ? operatorPages(db, options.serverNames ?? new Map()) : undefined;
+	if (operator) {
+		app.use(operator.router.routes());
 	}
 
 	const router = new KoaRouter();
@@ -105,6 +116,7 @@ export function createForum(options: ForumOptions): Forum {
 		sync: async () => {
 			await Post.sync();
 		},
+		stop: async () => operator?.stop(),
 	};
 }
 

@@ -1,25 +1,15 @@
 // The forum in a real browser: headless Chromium decides what happens to the pin cookie
 // (Secure on plain HTTP, SameSite across a POST and its redirect, HttpOnly, the `.sig`
 // twin). Reads come from the lagging replica only, so an unpinned page is surely stale.
-import {existsSync} from 'node:fs';
 import {mkdir} from 'node:fs/promises';
-import {createServer, type Server} from 'node:http';
-import type {AddressInfo} from 'node:net';
 import {setTimeout as delay} from 'node:timers/promises';
-import test from 'ava';
-import {chromium, type Browser, type Page} from 'playwright-core';
+import type {Page} from 'playwright-core';
 import {createForum} from '../example/forum.js';
+import {browserTest, hasBrowser, launch, serve} from './helpers/browser.js';
 import {sharedCluster} from './helpers/shared-cluster.js';
 import {newSequelize} from './helpers/sequelize.js';
 import {waitForReplay} from './helpers/replay.js';
 
-const browserPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const hasBrowser = existsSync(browserPath);
-if (!hasBrowser) {
-	console.log(`# browser tests skipped: no Chromium at ${browserPath} (install Debian's chromium, or set CHROMIUM_PATH)`);
-}
-
-const browserTest = hasBrowser ? test.serial : test.skip;
 const cluster = await sharedCluster();
 const lagging = cluster.replicas[1];
 const names = new Map([cluster.primary, ...cluster.replicas].map(server => [server.port, server.name]));
@@ -35,29 +25,8 @@ if (hasBrowser) {
 async function serveForum(t: {teardown: (fn: () => Promise<void>) => void}, pinningOn: boolean): Promise<string> {
 	const sequelize = newSequelize(cluster, {replicas: [lagging]});
 	const forum = createForum({sequelize, keys: ['browser test'], pinning: pinningOn ? {seconds: pinSeconds} : false, serverNames: names, table: 'browser_posts'});
-	const server = await new Promise<Server>(resolve => {
-		const listening = createServer(forum.app.callback()).listen(0, '127.0.0.1', () => {
-			resolve(listening);
-		});
-	});
-	t.teardown(async () => {
-		await new Promise(resolve => {
-			server.close(resolve);
-		});
-		await sequelize.close();
-	});
-	return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-async function launch(t: {teardown: (fn: () => Promise<void>) => void}): Promise<{browser: Browser; page: Page}> {
-	const browser = await chromium.launch({
-		executablePath: browserPath,
-		// Without the background-networking flags, Chromium keeps dialling hosts this closed network refuses.
-		args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-	});
-	t.teardown(async () => browser.close());
-	const page = await browser.newPage();
-	return {browser, page};
+	t.teardown(async () => sequelize.close());
+	return serve(t, forum.app.callback());
 }
 
 async function writePost(page: Page, base: string, title: string): Promise<void> {

@@ -64,3 +64,54 @@ test('the list page names the servers that answered', async t => {
 	const served = /<span class="served-by">([^<]+)<\/span>/.exec(page.text)?.[1];
 	t.is(served, serverNamer(cluster)(lagging.port));
 });
+
+test('/metrics serves the router\'s OpenTelemetry metrics in Prometheus\'s format, and /status.json each server', async t => {
+	const sequelize = newSequelize(cluster);
+	t.teardown(async () => sequelize.close());
+	const forum = createForum({sequelize, keys: ['test'], serverNames: names, operatorPages: true});
+	t.teardown(async () => forum.stop());
+	const agent = request(forum.app.callback());
+	for (let index = 0; index < 4; index++) {
+		await agent.get('/').expect(200);
+	}
+
+	await forum.db.refreshReplicas();
+	const scrape = await agent.get('/metrics').expect(200);
+	t.regex(scrape.type, /^text\/plain/);
+	const series = parseExposition(scrape.text);
+	const find = (name: string, labels: Record<string, string>) => series.filter(each => each.name === name && Object.entries(labels).every(([key, value]) => each.labels[key] === value)).map(each => each.value);
+	const [first, second] = cluster.replicas;
+	for (const replica of [first, second]) {
+		const server = {server_address: replica.host, server_port: String(replica.port)};
+		// Each replica answered two of the four list pages.
+		t.deepEqual(find('multidb_queries_total', {...server, multidb_reason: 'round-robin'}), [2]);
+		t.deepEqual(find('multidb_server_state', {...server, multidb_server_state: 'healthy'}), [1]);
+		t.deepEqual(find('db_client_connection_wait_time_count', server), [2]);
+		t.is(find('db_client_connection_count', {...server, db_client_connection_state: 'idle'}).length, 1);
+		t.is(find('multidb_replica_lag_time', server).length, 1);
+		t.is(find('multidb_replica_lag_size', server).length, 1);
+	}
+
+	t.deepEqual(find('multidb_server_state', {server_port: String(cluster.primary.port), multidb_server_state: 'primary'}), [1]);
+	t.regex(scrape.text, /^# UNIT multidb_replica_lag_time s$/m);
+
+	const status = await agent.get('/status.json').expect(200);
+	const body = status.body as {servers: Array<{name: string; state: string; role: string}>};
+	t.deepEqual(body.servers.map(server => [server.name, server.role, server.state]).sort(), [['primary', 'primary', 'writes'], ['replica1', 'replica', 'healthy'], ['replica2', 'replica', 'healthy']]);
+	const page = await agent.get('/status').expect(200);
+	t.true(page.text.includes('<svg id="reads"'));
+});
+
+/** The samples of a Prometheus text exposition: name, labels, value. */
+function parseExposition(text: string): Array<{name: string; labels: Record<string, string>; value: number}> {
+	return text.split('\n').filter(line => line && !line.startsWith('#')).map(line => {
+		const match = /^([\w:]+)(?:\{(.*)\})? (\S+)/.exec(line);
+		if (!match) {
+			throw new Error(`Not a sample line: ${line}`);
+		}
+
+		// `at`: an optional group that did not match is undefined.
+		const labels = Object.fromEntries([...(match.at(2) ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(([, key, value]) => [key, value]));
+		return {name: match[1], labels, value: Number(match[3])};
+	});
+}
