@@ -4,7 +4,9 @@
 // 2. the forum scenario: a user posts, is redirected, and views the post 500 ms later,
 //    with pinning (served by the primary, the post is there), with LSN pinning (served by
 //    a replica that has replayed the post) and without (a replica that has not replayed
-//    the post yet answers 404: the stale read pinning prevents).
+//    the post yet answers 404: the stale read pinning prevents);
+// 3. what an operator sees: the forum's queries in its Prometheus metrics (OpenTelemetry),
+//    and where the live status page is.
 // It stops everything it started, also on Ctrl-C.
 import {createServer, type Server} from 'node:http';
 import type {AddressInfo} from 'node:net';
@@ -43,9 +45,9 @@ async function showRoundRobin(cluster: RunningCluster): Promise<void> {
 	console.log(`   with sequelize-multidb:      ${await tenReads(routed)}`);
 }
 
-async function showForumScenario(cluster: RunningCluster): Promise<void> {
+async function showForumScenario(cluster: RunningCluster): Promise<string> {
 	console.log(`\n2. The forum: post, get redirected, view the post 500 ms later (replica2 lags 1.5 s; pins last ${pinSeconds} s)`);
-	const pinned = await serveForum(cluster, {pinning: {seconds: pinSeconds}});
+	const pinned = await serveForum(cluster, {pinning: {seconds: pinSeconds}, operatorPages: true});
 	const byPosition = await serveForum(cluster, {pinning: {seconds: pinSeconds, consistency: 'lsn'}});
 	const unpinned = await serveForum(cluster, {pinning: false});
 	await pinned.sync();
@@ -75,13 +77,26 @@ async function showForumScenario(cluster: RunningCluster): Promise<void> {
 	}
 
 	console.log(`   The same client, ${pinSeconds} s later (pin expired):       served by ${reads.join(', then ')}`);
+	return pinned.url;
+}
+
+async function showMetrics(cluster: RunningCluster, forumUrl: string): Promise<void> {
+	console.log('\n3. What operators see: the pinned forum\'s queries, from its /metrics (OpenTelemetry, Prometheus format)');
+	const scrape = await (await fetch(`${forumUrl}/metrics`)).text();
+	for (const line of scrape.split('\n').filter(each => each.startsWith('multidb_queries_total{'))) {
+		const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1] ?? '?';
+		const server = cluster.names.get(Number(label('server_port'))) ?? label('server_port');
+		console.log(`   ${server.padEnd(9)} ${label('multidb_reason').padEnd(12)} ${line.slice(line.lastIndexOf(' ') + 1)} queries`);
+	}
+
+	console.log('   Live, with charts: `npm run example`, then http://localhost:3000/status (and /metrics)');
 }
 
 async function serveForum(cluster: RunningCluster, options: Omit<ForumOptions, 'sequelize'>) {
 	const sequelize = cluster.connect();
 	const forum = createForum({sequelize, serverNames: cluster.names, ...options});
 	const server = await listen(createServer(forum.app.callback()));
-	closers.push(async () => sequelize.close(), async () => new Promise(resolve => server.close(resolve)));
+	closers.push(async () => sequelize.close(), forum.stop, async () => new Promise(resolve => server.close(resolve)));
 	return {url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sync: forum.sync};
 }
 
@@ -97,7 +112,8 @@ async function listen(server: Server): Promise<Server> {
 const cluster = await startCluster();
 try {
 	await showRoundRobin(cluster);
-	await showForumScenario(cluster);
+	const forumUrl = await showForumScenario(cluster);
+	await showMetrics(cluster, forumUrl);
 } finally {
 	for (const close of closers.reverse()) {
 		await close();
