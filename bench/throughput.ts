@@ -15,7 +15,7 @@ const runs = 9;
 const runMs = 1000;
 const warmUpMs = 1000;
 /** `MULTIDB_BENCH_NODE_VERSIONS="20 24 26"` to choose. */
-const nodeVersions = (process.env.MULTIDB_BENCH_NODE_VERSIONS ?? '20 24').trim().split(/\s+/).map(Number);
+export const nodeVersions = (process.env.MULTIDB_BENCH_NODE_VERSIONS ?? '20 24').trim().split(/\s+/).map(Number);
 const settings = [
 	{label: 'one replica', replicas: 1, target: 0.98},
 	{label: 'two replicas', replicas: 2, target: 0.95},

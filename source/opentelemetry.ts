@@ -104,7 +104,9 @@ export function instrument(db: MultiDb, options?: InstrumentOptions): Instrument
 		return () => db.off(name, listener);
 	});
 
-	const unwrapQuery = traces === 'spans' ? querySpans(db, tracerProvider) : undefined;
+	/** The `multidb.query` spans (`traces: 'spans'`): only those get a query's attributes. */
+	const querySpansMade = new WeakSet<Span>();
+	const unwrapQuery = traces === 'spans' ? querySpans(db, tracerProvider, querySpansMade) : undefined;
 	return {
 		stop() {
 			observed.detach();
@@ -122,10 +124,12 @@ export function instrument(db: MultiDb, options?: InstrumentOptions): Instrument
 			return;
 		}
 
-		if (traces === 'spans') {
+		if (querySpansMade.has(span)) {
 			// The query's own span: the last attempt's target and reason win.
 			span.setAttributes(attributes);
-		} else if (traces === 'events') {
+		} else if (traces !== 'failovers') {
+			// Also in 'spans' mode, for a query that did not go through `sequelize.query`
+			// (`getReplica().query()`): an event, never attributes on someone else's span.
 			span.addEvent('multidb.route', attributes);
 		}
 
@@ -141,7 +145,7 @@ function activeSpan(): Span | undefined {
 }
 
 /** Gives every query of the instance a `multidb.query` span; returns what removes it. */
-function querySpans(db: MultiDb, provider: TracerProvider): () => void {
+function querySpans(db: MultiDb, provider: TracerProvider, made: WeakSet<Span>): () => void {
 	const tracer = provider.getTracer(scopeName);
 	const {sequelize} = db;
 	// The router's query, an own property of the instance since `multidb()`.
@@ -149,6 +153,7 @@ function querySpans(db: MultiDb, provider: TracerProvider): () => void {
 	const query = routed?.value as (...arguments_: unknown[]) => Promise<unknown>;
 	const traced = function (this: unknown, ...arguments_: unknown[]): Promise<unknown> {
 		const span = tracer.startSpan('multidb.query', {kind: SpanKind.CLIENT, attributes: {'db.system.name': 'postgresql'}});
+		made.add(span);
 		const running = context.with(trace.setSpan(context.active(), span), () => query.apply(this, arguments_));
 		return running.then(result => {
 			span.end();

@@ -86,8 +86,9 @@ test('/metrics serves the router\'s OpenTelemetry metrics in Prometheus\'s forma
 		// Each replica answered two of the four list pages.
 		t.deepEqual(find('multidb_queries_total', {...server, multidb_reason: 'round-robin'}), [2]);
 		t.deepEqual(find('multidb_server_state', {...server, multidb_server_state: 'healthy'}), [1]);
-		t.deepEqual(find('db_client_connection_wait_time_count', server), [2]);
-		t.is(find('db_client_connection_count', {...server, db_client_connection_state: 'idle'}).length, 1);
+		const pool = {db_client_connection_pool_name: `sequelize-multidb:${replica.host}:${replica.port}:read`};
+		t.deepEqual(find('db_client_connection_wait_time_count', pool), [2]);
+		t.is(find('db_client_connection_count', {...pool, db_client_connection_state: 'idle'}).length, 1);
 		t.is(find('multidb_replica_lag_time', server).length, 1);
 		t.is(find('multidb_replica_lag_size', server).length, 1);
 	}
