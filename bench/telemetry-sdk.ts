@@ -8,7 +8,7 @@ import {BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor} from '@o
 import type {MultiDb} from '../source/index.js';
 import {instrument} from '../source/opentelemetry.js';
 
-export function setUpSdk(db: MultiDb, instrumented: boolean): void {
+export function setUpSdk(db: MultiDb, instrumented: boolean): {meterProvider: MeterProvider; tracerProvider: BasicTracerProvider} {
 	context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 	const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
 	const reader = new PeriodicExportingMetricReader({exporter, exportIntervalMillis: 1000});
@@ -25,4 +25,6 @@ export function setUpSdk(db: MultiDb, instrumented: boolean): void {
 	if (instrumented) {
 		instrument(db, {meterProvider, tracerProvider});
 	}
+
+	return {meterProvider, tracerProvider};
 }

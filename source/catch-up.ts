@@ -104,7 +104,7 @@ export class CatchUp {
 	async #readReplayPosition(replica: Replica, minLsn: bigint): Promise<void> {
 		let connection: ClientConnection | undefined;
 		try {
-			connection = await replica.pool.acquire() as ClientConnection;
+			connection = await replica.acquire() as ClientConnection;
 			const row = await queryWithin(connection, 'SELECT pg_last_wal_replay_lsn()::text AS lsn', this.#timeoutMs, 'replay position check');
 			const lsn = parseLsn(row?.lsn);
 			if (lsn !== undefined) {

@@ -72,3 +72,22 @@ export function countsOf(pool: unknown): PoolCounts {
 	const {using = 0, available = 0, waiting = 0} = pool as {using?: number; available?: number; waiting?: number};
 	return {used: using, idle: available, pending: waiting};
 }
+
+/** Told how long an acquisition waited, in seconds (a new connection's connect included). */
+export type WaitReporter = (seconds: number) => void;
+
+/**
+ * `pool.acquire()`, timed where someone listens (`sequelize-multidb/opentelemetry`);
+ * without a listener, exactly `pool.acquire()`.
+ */
+export function acquireTimed(pool: {acquire(): Promise<PooledConnection>}, report: WaitReporter | undefined): Promise<PooledConnection> {
+	if (!report) {
+		return pool.acquire();
+	}
+
+	const started = performance.now();
+	return pool.acquire().then(connection => {
+		report((performance.now() - started) / 1000);
+		return connection;
+	});
+}

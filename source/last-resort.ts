@@ -42,7 +42,7 @@ export async function acquireLastResort(options: LastResortOptions): Promise<Poo
 
 			tried.add(replica);
 			try {
-				const connection = await replica.pool.acquire();
+				const connection = await replica.acquire();
 				options.attempt.reason = 'last-resort';
 				log('last resort (%s): read on %s (%s)', pass, replica.name, replica.state);
 				return options.use(replica, connection);

@@ -5,10 +5,11 @@
 import {context, metrics, SpanKind, SpanStatusCode, trace, type Attributes, type MeterProvider, type Span, type TracerProvider} from '@opentelemetry/api';
 import type {MultiDbEvents} from './events.js';
 import {observeKey, type MultiDb} from './multidb.js';
+import type {ObservedPool} from './observer.js';
 import type {ReplicaInfo} from './replica.js';
 import type {RouteReason} from './stats.js';
 import {RouterMetrics} from './telemetry-metrics.js';
-import {checkOneOf, checkOptionsObject, describe, invalid, isMultiDb} from './validate.js';
+import {checkBoolean, checkOneOf, checkOptionsObject, describe, invalid, isMultiDb} from './validate.js';
 
 export interface InstrumentOptions {
 	/**
@@ -29,6 +30,14 @@ export interface InstrumentOptions {
 	 * @default 'events'
 	 */
 	readonly traces?: 'events' | 'failovers' | 'spans' | 'off';
+	/**
+	 * Record `db.client.connection.wait_time`, the wait of every acquisition of a connection.
+	 * It is the instrumentation's largest cost per query (OpenTelemetry's SDK hashes a
+	 * histogram's attributes on every record): turn it off to save it where pool waits are
+	 * not a question (`db.client.connection.pending_requests` still shows a queue).
+	 * @default true
+	 */
+	readonly connectionWaitTime?: boolean;
 }
 
 /** What `instrument` returns. */
@@ -52,11 +61,12 @@ export function instrument(db: MultiDb, options?: InstrumentOptions): Instrument
 		throw new TypeError(`Expected \`db\` to be the router \`multidb()\` returned, got ${describe(db)}`);
 	}
 
-	const given = checkOptionsObject('options', options, ['meterProvider', 'tracerProvider', 'traces']);
+	const given = checkOptionsObject('options', options, ['meterProvider', 'tracerProvider', 'traces', 'connectionWaitTime']);
 	const meterProvider = checkProvider('meterProvider', given.meterProvider, 'getMeter') as MeterProvider | undefined ?? metrics.getMeterProvider();
 	const tracerProvider = checkProvider('tracerProvider', given.tracerProvider, 'getTracer') as TracerProvider | undefined ?? trace.getTracerProvider();
 	const traces = given.traces ?? 'events';
 	checkOneOf('traces', traces, ['events', 'failovers', 'spans', 'off']);
+	const connectionWaitTime = checkBoolean('connectionWaitTime', given.connectionWaitTime ?? true);
 
 	// The metrics need the observed pools, so they are made right after attaching (in the
 	// same turn: no query is counted in between).
@@ -82,9 +92,9 @@ export function instrument(db: MultiDb, options?: InstrumentOptions): Instrument
 				}
 			}
 		},
-		waited(pool, seconds) {
+		...(connectionWaitTime ? {waited(pool: ObservedPool, seconds: number) {
 			sink.recorder?.waited(pool, seconds);
-		},
+		}} : {}),
 	});
 
 	const servers = new Map(observed.pools.filter(pool => pool.use === 'read').map(pool => [pool.server().name, pool.server()]));

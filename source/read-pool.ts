@@ -69,7 +69,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 		const forced = attempt.forcedReplica;
 		if (forced) {
 			attempt.reason = 'chosen-replica';
-			return forced.pool.acquire().then(connection => this.#watched(attempt, forced, connection), rethrowAsAcquireError);
+			return forced.acquire().then(connection => this.#watched(attempt, forced, connection), rethrowAsAcquireError);
 		}
 
 		if (attempt.scope?.consistency && this.#options.consistency.knownSystemId === undefined && !attempt.identityAsked) {
@@ -97,7 +97,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			return this.#acquireSlowly(attempt, attempt.excluded, decision);
 		}
 
-		return replica.pool.acquire().then(connection => {
+		return replica.acquire().then(connection => {
 			this.#fallingBack = false;
 			return this.#watched(attempt, replica, connection);
 		}, async (error: unknown) => this.#acquireSlowly(attempt, this.#connectFailed(replica, error, attempt.excluded), decision));
@@ -116,7 +116,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 		}
 
 		const replica = this.#options.affinity.replicaForTransaction(scope);
-		return replica ? replica.pool.acquire().then(connection => this.#watched(undefined, replica, connection)) : this.#acquireSlowly(undefined, undefined, decision);
+		return replica ? replica.acquire().then(connection => this.#watched(undefined, replica, connection)) : this.#acquireSlowly(undefined, undefined, decision);
 	}
 
 	release(connection: PooledConnection): void {
@@ -177,7 +177,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			}
 
 			try {
-				const connection = await choice.pool.acquire();
+				const connection = await choice.acquire();
 				attempt.reason = 'affinity';
 				return this.#watched(attempt, choice, connection);
 			} catch (error) {
@@ -219,7 +219,7 @@ export class ReadPoolOfReplicas implements ReadPool {
 			}
 
 			try {
-				const connection = await replica.pool.acquire();
+				const connection = await replica.acquire();
 				this.#fallingBack = false;
 				return this.#watched(attempt, replica, connection);
 			} catch (error) {

@@ -3,7 +3,7 @@
 // applies each transition and emits its event.
 import createDebug from 'debug';
 import type {Pool} from 'sequelize-pool';
-import {createConnectionPool} from './connection-pool.js';
+import {acquireTimed, createConnectionPool, type WaitReporter} from './connection-pool.js';
 import type {EmitEvent} from './events.js';
 import {ReplicaHealth, type HealthState, type HealthView} from './health.js';
 import type {ConnectionConfig, ConnectionManagerInternals, PooledConnection} from './sequelize-internals.js';
@@ -73,6 +73,8 @@ export class Replica implements ReplicaInfo {
 	timeline: number | undefined;
 	/** Reads of this process on it now (counted only with `balance: 'least-outstanding'`). */
 	inFlight = 0;
+	/** Told how long each acquisition from its pool waited, while an observer is attached. */
+	reportWait: WaitReporter | undefined;
 	readonly #health: ReplicaHealth;
 	readonly #options: ReplicaOptions;
 	/** Connections made before the replica last went down are not handed out again. */
@@ -103,6 +105,11 @@ export class Replica implements ReplicaInfo {
 			},
 			stillValid: connection => this.#generationOf.get(connection) === this.#generation,
 		});
+	}
+
+	/** A connection from its pool (timed while an observer listens). */
+	acquire(): Promise<PooledConnection> {
+		return acquireTimed(this.pool, this.reportWait);
 	}
 
 	/** It answered as a standby when last asked (or, a replica never asked yet, is presumed one). */

@@ -5,7 +5,7 @@
 // one's idle connections are closed, and its busy ones are closed when they come back:
 // nothing is sent to an old primary after the switch, except by a transaction that began
 // before it (whose queries fail with the old server, or commit there before it went away).
-import {countsOf, createConnectionPool, type PoolCounts} from './connection-pool.js';
+import {acquireTimed, countsOf, createConnectionPool, type PoolCounts, type WaitReporter} from './connection-pool.js';
 import type {Replica} from './replica.js';
 import type {ConnectionManagerInternals, PooledConnection, ReadPool} from './sequelize-internals.js';
 
@@ -24,6 +24,8 @@ export class WritePool implements ReadPool {
 	readonly #pools = new Map<Replica, ReadPool>();
 	#primary: Replica;
 	#pool: ReadPool;
+	/** Told how long each acquisition waited, while an observer is attached. */
+	reportWait: WaitReporter | undefined;
 
 	constructor(options: WritePoolOptions) {
 		this.#options = options;
@@ -38,7 +40,7 @@ export class WritePool implements ReadPool {
 	}
 
 	acquire(): Promise<PooledConnection> {
-		return this.#pool.acquire();
+		return acquireTimed(this.#pool, this.reportWait);
 	}
 
 	/** The connections to the primary now: in use, idle, and acquisitions waiting. */

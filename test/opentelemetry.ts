@@ -189,10 +189,27 @@ test('instrument rejects bad arguments with errors that name them, and one route
 	t.throws(() => instrument(db, {tracerProvider: 42 as never}), {message: /`tracerProvider`.*TracerProvider/});
 	t.throws(() => instrument(db, {traces: 'all' as never}), {message: /`traces`/});
 	t.throws(() => instrument(db, {meter: 1} as never), {message: /Unknown option `meter`/});
+	t.throws(() => instrument(db, {connectionWaitTime: 'yes' as never}), {message: /Expected `connectionWaitTime` to be a boolean/});
 	const first = instrument(db);
 	t.throws(() => instrument(db), {message: /already instrumented/});
 	first.stop();
 	instrument(db).stop();
+});
+
+test('with connectionWaitTime: false, the pools are not wrapped and no wait is recorded', async t => {
+	const telemetry = inMemoryTelemetry(t);
+	const sequelize = newSequelize(cluster);
+	t.teardown(async () => sequelize.close());
+	const db = multidb(sequelize, {monitorIntervalMs: 0});
+	const instrumentation = instrument(db, {meterProvider: telemetry.meterProvider, connectionWaitTime: false});
+	t.teardown(() => {
+		instrumentation.stop();
+	});
+	await sequelize.query('SELECT 1 AS one', selectOne);
+	const metrics = await telemetry.collect();
+	t.is(total(metrics, 'multidb.queries'), 1);
+	t.deepEqual(pointsOf(metrics, 'db.client.connection.wait_time'), []);
+	t.true(pointsOf(metrics, 'db.client.connection.count').length > 0);
 });
 
 test('without replicas, queries are counted against the configured server', async t => {
