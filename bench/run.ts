@@ -27,6 +27,11 @@ const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> 
 	telemetry: telemetryOverhead,
 };
 
+/** Why `instrument(db)` misses its target, where it does (shown only then). */
+const telemetryNote = `
+**OpenTelemetry's wait-time histogram.** Most of what \`instrument(db)\` adds to a read is \`db.client.connection.wait_time\`: a synchronous histogram, so every acquisition reads the clock twice, chains one promise, and calls the SDK's \`record\`, which hashes the attribute set on every call (in isolation, about 1 µs with the one attribute it has, 3 µs with six). The rest (the router's own count per attribute set, reported at export as an observable counter, and a look for the active span) is the \`connectionWaitTime: false\` row. The counters were synchronous at first and cost more: \`add\` hashes its attributes too. There is no observable histogram in OpenTelemetry's API to move the wait times off the read path, hence the option. The cross-process rows scatter by ±15 µs between sides on this shared 2-core machine; the paired rows, in one process, are the evidence.
+`;
+
 const resultsFile = new URL('results.json', import.meta.url);
 const renderOnly = process.argv.slice(2).includes('render');
 const requested = process.argv.slice(2).filter(name => name !== 'render');
@@ -81,9 +86,6 @@ ${missed.join('\n')}
 ${sections.some(section => section.id === 'telemetry' && section.verdicts.some(verdict => !verdict.met)) ? telemetryNote : ''}`;
 }
 
-const telemetryNote = `
-**OpenTelemetry's wait-time histogram.** Most of what \`instrument(db)\` adds to a read is \`db.client.connection.wait_time\`: a synchronous histogram, so every acquisition reads the clock twice, chains one promise, and calls the SDK's \`record\`, which hashes the attribute set on every call (in isolation, about 1 µs with the one attribute it has, 3 µs with six). The rest (the router's own count per attribute set, reported at export as an observable counter, and a look for the active span) is the \`connectionWaitTime: false\` row. The counters were synchronous at first and cost more: \`add\` hashes its attributes too. There is no observable histogram in OpenTelemetry's API to move the wait times off the read path, hence the option. The cross-process rows scatter by ±15 µs between sides on this shared 2-core machine; the paired rows, in one process, are the evidence.
-`;
 
 function render(sections: Record<string, BenchSection & {ranAt: string; machine: string}>): string {
 	const ordered = Object.keys(benches).map(name => sections[name]).filter(Boolean);
