@@ -180,6 +180,34 @@ test('a stopped replica shows as failovers, a quarantined state and a replicaDow
 	t.like(failedOver?.attributes, at(survivor));
 });
 
+test('after a promotion, writes count against the new primary\'s address, and the change is counted and shown as its state', async t => {
+	const faults = await ownCluster(t);
+	const telemetry = inMemoryTelemetry(t);
+	const {sequelize, db} = routerOn(t, faults, {monitorIntervalMs: 250});
+	const instrumentation = instrument(db, {meterProvider: telemetry.meterProvider});
+	t.teardown(() => {
+		instrumentation.stop();
+	});
+	const [oldPrimary, promoted] = [faults.endpoints.primary, faults.endpoints.replicas[0]];
+	await sequelize.query('CREATE TABLE entries (id serial PRIMARY KEY)');
+	await faults.cluster.waitForReplay();
+	await faults.cluster.primary.stop('immediate');
+	await faults.cluster.replicas[0].promote();
+	t.true(await eventually(async () => sequelize.query('INSERT INTO entries DEFAULT VALUES').then(() => true, () => false), 15_000, 50));
+
+	const metrics = await telemetry.collect();
+	const writes = {'multidb.target': 'primary', 'multidb.reason': 'write'};
+	// The CREATE TABLE (and inserts that failed while it was down) on the old primary, the
+	// INSERT that succeeded on the new one: two series of `primary`.
+	t.true(total(metrics, 'multidb.queries', {...writes, ...at(oldPrimary)}) >= 1);
+	t.is(total(metrics, 'multidb.queries', {...writes, ...at(promoted)}), 1);
+	t.is(total(metrics, 'multidb.health.events', {'multidb.event': 'primaryChanged', ...at(promoted)}), 1);
+	t.is(total(metrics, 'multidb.server.state', {'multidb.server.state': 'primary', ...at(promoted)}), 1);
+	t.is(total(metrics, 'multidb.server.state', {'multidb.server.state': 'quarantined', ...at(oldPrimary)}), 1);
+	// The write pool follows the primary: its connection now goes to the promoted server.
+	t.true(total(metrics, 'db.client.connection.count', {'db.client.connection.pool.name': 'sequelize-multidb:write'}) >= 1);
+});
+
 test('instrument rejects bad arguments with errors that name them, and one router takes one instrumentation at a time', t => {
 	const sequelize = newSequelize(cluster);
 	t.teardown(async () => sequelize.close());

@@ -478,12 +478,13 @@ async function canListen(port: number): Promise<boolean> {
 /**
  * A detached watchdog that crashes this cluster's servers (SIGQUIT to each postmaster) and
  * removes its dir once the owning process is gone, however it died. Without it, a test
- * worker killed by a timeout would leave servers running.
+ * worker killed by a timeout would leave servers running. A frozen server (the soak's
+ * SIGSTOP) is continued first, with its children: a stopped process does not act on SIGQUIT.
  */
 function startGuard(root: string): ReturnType<typeof spawn> {
 	const script = [
 		`while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done`,
-		`for pidfile in "${root}"/*/postmaster.pid; do [ -f "$pidfile" ] && kill -QUIT "$(head -n 1 "$pidfile")" 2>/dev/null; done`,
+		`for pidfile in "${root}"/*/postmaster.pid; do [ -f "$pidfile" ] || continue; pid="$(head -n 1 "$pidfile")"; kill -CONT "$pid" 2>/dev/null; pkill -CONT -P "$pid" 2>/dev/null; kill -QUIT "$pid" 2>/dev/null; done`,
 		`for pidfile in "${root}"/*.pgbouncer.pid; do [ -f "$pidfile" ] && kill -TERM "$(head -n 1 "$pidfile")" 2>/dev/null; done`,
 		'sleep 2',
 		`rm -rf "${root}"`,
