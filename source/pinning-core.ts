@@ -1,0 +1,201 @@
+// Read-your-writes pinning, whatever the web framework: what a request presents (a pin in
+// a cookie or a header, a write method), how the request's flow is pinned by it, whether
+// the response must pin the client, and the pin's value. An adapter (koa.ts) reads its
+// framework's request and writes its response through the two small views below, with the
+// framework's own cookie and signing machinery.
+//
+// A pin is `1.<expiry epoch ms>` (`consistency: 'time'`: reads go to the primary) or a
+// consistency token with the primary's WAL position after the write (`consistency: 'lsn'`:
+// reads go to any replica that has replayed that far).
+import createDebug from 'debug';
+import {marksOf, type FlowState} from './context.js';
+import {decodeToken, encodeToken, signValue, verifiedValue} from './lsn.js';
+import type {MultiDb} from './multidb.js';
+import type {ResolvedPinningOptions} from './pinning-options.js';
+
+const log = createDebug('sequelize-multidb:pinning');
+
+/** A time pin: `1.<expiry epoch ms>`. */
+const timePinPattern = /^1\.(\d{1,15})$/;
+/** Longer values are never ours: read no further. */
+const maxPinLength = 256;
+/** Clock skew allowed between the servers of a fleet that share pins. */
+const clockSkewMs = 1000;
+
+/** What a request presented: nothing usable, a time pin, a WAL position, or a forgery. */
+export type PresentedPin =
+	| {readonly kind: 'time'}
+	| {readonly kind: 'lsn'; readonly lsn: bigint; readonly systemId: string}
+	| {readonly kind: 'forged'};
+
+/** The request, as pinning reads it (the adapter answers from its framework's request). */
+export interface PinRequest {
+	readonly method: string;
+	/** The raw `Cookie` header, '' without one. */
+	readonly cookieHeader: string;
+	/**
+	 * The pin cookie's value; with `signed`, only if its signature is valid. May throw on a
+	 * malformed `Cookie` header (that is then no pin).
+	 */
+	cookie(signed: boolean): string | undefined;
+	/** A request header, '' when absent. */
+	header(name: string): string;
+	/** Keys that sign header pins, where the framework has string keys. */
+	readonly keys: readonly string[] | undefined;
+}
+
+/** Where a request stands: its method, and the pin it presented (if any). */
+export interface RequestPin {
+	readonly writeMethod: boolean;
+	readonly presented: PresentedPin | undefined;
+}
+
+/** Reads what the request presents, and pins its flow by it: a write method, or a valid pin. */
+export async function pinRequest(request: PinRequest, flow: FlowState, settings: ResolvedPinningOptions, readMethods: ReadonlySet<string>, signed: boolean): Promise<RequestPin> {
+	// Node hands standard methods over in upper case already.
+	const writeMethod = !readMethods.has(request.method) && !readMethods.has(request.method.toUpperCase());
+	const presented = presentedPin(request, settings, signed);
+	if (settings.pinWriteMethods && writeMethod) {
+		pinFlow(flow, settings.db);
+	} else if (presented) {
+		await honour(presented, flow, settings.db);
+	}
+
+	return {writeMethod, presented};
+}
+
+/**
+ * The response must pin the client: a write method, a write flag the handler set on the
+ * framework's request or response (`flagged`), a `dbWrite` handler, or a write that ran.
+ */
+export function responsePins(flow: FlowState, settings: ResolvedPinningOptions, {writeMethod}: RequestPin, flagged: boolean): boolean {
+	const wrote = settings.db ? flow.databases?.get(settings.db)?.wrote === true : flow.wrote;
+	return (settings.pinWriteMethods && writeMethod) || flagged || flow.markedAsWrite || wrote;
+}
+
+/** An LSN pin every replica has replayed has nothing left to do: the adapter clears it. */
+export function pinServed({presented}: RequestPin, settings: ResolvedPinningOptions): boolean {
+	return presented?.kind === 'lsn' && settings.db?.everyReplicaHasReplayed(presented.lsn) === true;
+}
+
+/**
+ * The pin to set now: by WAL position (read after the handler's writes committed, so it
+ * covers them) with `consistency: 'lsn'`, else (or when the primary cannot say) by time.
+ */
+export async function newPinValue(settings: ResolvedPinningOptions): Promise<string> {
+	const expiresAt = Date.now() + (settings.seconds * 1000);
+	if (settings.consistency === 'lsn' && settings.db) {
+		try {
+			const {systemId, lsn} = await settings.db.primaryPosition();
+			return encodeToken({systemId, lsn, expiresAt});
+		} catch (error) {
+			// Without a position, pin by time: reads go to the primary for `seconds`.
+			log('no WAL position for the pin (%s); pinning by time', (error as Error).message);
+		}
+	}
+
+	return `1.${expiresAt}`;
+}
+
+/** The pin as the response header carries it: `value~signature` where there are keys. */
+export function headerPinValue(value: string, keys: readonly string[] | undefined): string {
+	return keys ? signValue(value, keys) : value;
+}
+
+/** A pinned flow: every read of `db` (or of every database, without `db`) goes to the primary. */
+export function pinFlow(flow: FlowState, db: MultiDb | undefined): void {
+	if (db) {
+		marksOf(flow, db).pinned = true;
+	} else {
+		flow.pinned = true;
+	}
+}
+
+async function honour(presented: PresentedPin, flow: FlowState, db: MultiDb | undefined): Promise<void> {
+	if (presented.kind !== 'lsn' || !db) {
+		// A time pin, or a forged one: a forgery may cost primary reads, never older data.
+		pinFlow(flow, db);
+		return;
+	}
+
+	let systemId: string | undefined;
+	try {
+		systemId = await db.systemIdentifier();
+	} catch {
+		// The primary cannot say who it is (down): the replicas' positions still decide.
+	}
+
+	if (systemId === undefined || presented.systemId === systemId) {
+		marksOf(flow, db).minLsn = presented.lsn;
+	} else {
+		log('ignoring a pin for another cluster (%s)', presented.systemId);
+	}
+}
+
+/** The pin the request carries, from the cookie or else the header; undefined if none is valid. */
+function presentedPin(request: PinRequest, settings: ResolvedPinningOptions, signed: boolean): PresentedPin | undefined {
+	// Most requests carry no pin: skip cookie parsing (and signature checks) for them.
+	if (!request.cookieHeader.includes(settings.cookie)) {
+		return settings.header ? headerPin(request, settings) : undefined;
+	}
+
+	let value: string | undefined;
+	try {
+		value = request.cookie(signed);
+		if (value === undefined && signed && settings.consistency === 'lsn' && request.cookie(false) !== undefined) {
+			// A WAL-position pin whose signature is wrong: it may cost primary reads, never older data.
+			return {kind: 'forged'};
+		}
+	} catch {
+		// A malformed Cookie header: no pin, never an error response.
+		return undefined;
+	}
+
+	if (value === undefined && settings.header) {
+		return headerPin(request, settings);
+	}
+
+	return value === undefined || value.length > maxPinLength ? undefined : parsePin(value, settings);
+}
+
+/** A pin from the header: `value~signature` where there are keys, else the bare value. */
+function headerPin(request: PinRequest, settings: ResolvedPinningOptions): PresentedPin | undefined {
+	const header = settings.header ? request.header(settings.header) : '';
+	if (header === '' || header.length > maxPinLength) {
+		return undefined;
+	}
+
+	const {keys} = request;
+	const separator = header.lastIndexOf('~');
+	const pin = parsePin(keys && separator >= 0 ? header.slice(0, separator) : header, settings);
+	if (!pin || !keys) {
+		// Garbage is no pin at all; without keys there is no signature to check.
+		return pin;
+	}
+
+	// A well-formed pin whose signature does not match: it may cost primary reads, never older data.
+	return verifiedValue(header, keys) === undefined ? {kind: 'forged'} : pin;
+}
+
+function parsePin(value: string, settings: ResolvedPinningOptions): PresentedPin | undefined {
+	let expiresAt: number;
+	let pin: PresentedPin;
+	const timePin = timePinPattern.exec(value);
+	if (timePin) {
+		expiresAt = Number(timePin[1]);
+		pin = {kind: 'time'};
+	} else {
+		const decoded = decodeToken(value);
+		if (!decoded.ok) {
+			return undefined;
+		}
+
+		({expiresAt} = decoded.token);
+		pin = {kind: 'lsn', lsn: decoded.token.lsn, systemId: decoded.token.systemId};
+	}
+
+	// The embedded expiry caps the pin even where the client ignores the cookie's, and a
+	// far-future expiry is refused instead of pinning forever.
+	const now = Date.now();
+	return expiresAt > now && expiresAt <= now + (settings.seconds * 1000) + clockSkewMs ? pin : undefined;
+}
