@@ -7,9 +7,8 @@
 // Koa carries it: `ctx.cookies` signed with `app.keys`, `ctx.state.dbWrite`, Koa's errors.
 import createDebug from 'debug';
 import type {Context, Middleware, Next} from 'koa';
-import {currentScope, newFlow, runInNewFlow, usePrimaryDb} from './context.js';
-import {warningCodes, warnOnce} from './errors.js';
-import {headerPinValue, newPinValue, pinRequest, pinServed, responsePins, type PinRequest} from './pinning-core.js';
+import {runInNewFlow} from './context.js';
+import {headerPinValue, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest} from './pinning-core.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
@@ -24,9 +23,7 @@ export function pinning(options?: PinningOptions): Middleware {
 	const settings = resolvePinningOptions(options);
 	const readMethods = new Set(settings.readMethods);
 	return async function pinning(ctx: Context, next: Next): Promise<void> {
-		const joined = currentScope()?.flow;
-		// A second `pinning()` (another database) in the same request joins its flow.
-		const flow = joined?.owner === ctx ? joined : newFlow(ctx);
+		const {flow, joined} = requestFlow(ctx);
 		const signed = signedFor(ctx, settings);
 		const request = await pinRequest(koaRequest(ctx, settings), flow, settings, readMethods, signed);
 		if (log.enabled) {
@@ -35,7 +32,7 @@ export function pinning(options?: PinningOptions): Middleware {
 
 		const flagged = () => (ctx.state as {dbWrite?: unknown} | undefined)?.dbWrite === true;
 		try {
-			await (flow === joined ? next() : runInNewFlow(next, flow));
+			await (joined ? next() : runInNewFlow(next, flow));
 		} catch (error: unknown) {
 			// A handler that throws after its write committed still pins the client. Koa's
 			// error handler removes every header it finds set, but keeps `error.headers`.
@@ -66,18 +63,7 @@ export function dbWrite<ContextType extends object = Context>(handler: (ctx: Con
 	}
 
 	return async function dbWrite(ctx, next): Promise<void> {
-		const flow = currentScope()?.flow;
-		if (flow?.owner === ctx) {
-			flow.pinned = true;
-			flow.markedAsWrite = true;
-			await handler(ctx, next);
-			return;
-		}
-
-		// Without pinning() the handler's reads still go to the primary (the seed's
-		// `@db_write` pins by itself); only the *next* request cannot be pinned.
-		warnOnce(warningCodes.dbWriteWithoutPinning, 'sequelize-multidb: dbWrite() ran in a request without pinning(): its reads go to the primary, but the next request of the client cannot be pinned; mount pinning() before the router');
-		await usePrimaryDb(() => handler(ctx, next));
+		await runAsWrite(ctx, () => handler(ctx, next));
 	};
 }
 

@@ -8,7 +8,8 @@
 // consistency token with the primary's WAL position after the write (`consistency: 'lsn'`:
 // reads go to any replica that has replayed that far).
 import createDebug from 'debug';
-import {marksOf, type FlowState} from './context.js';
+import {currentScope, marksOf, newFlow, usePrimaryDb, type FlowState} from './context.js';
+import {warningCodes, warnOnce} from './errors.js';
 import {decodeToken, encodeToken, signValue, verifiedValue} from './lsn.js';
 import type {MultiDb} from './multidb.js';
 import type {ResolvedPinningOptions} from './pinning-options.js';
@@ -48,6 +49,15 @@ export interface PinRequest {
 export interface RequestPin {
 	readonly writeMethod: boolean;
 	readonly presented: PresentedPin | undefined;
+}
+
+/**
+ * The request's routing flow: the one an earlier `pinning()` of the same request made (for
+ * another database), which this one joins, or a new one, owned by the framework's request.
+ */
+export function requestFlow(owner: object): {flow: FlowState; joined: boolean} {
+	const current = currentScope()?.flow;
+	return current?.owner === owner ? {flow: current, joined: true} : {flow: newFlow(owner), joined: false};
 }
 
 /** Reads what the request presents, and pins its flow by it: a write method, or a valid pin. */
@@ -100,6 +110,26 @@ export async function newPinValue(settings: ResolvedPinningOptions): Promise<str
 /** The pin as the response header carries it: `value~signature` where there are keys. */
 export function headerPinValue(value: string, keys: readonly string[] | undefined): string {
 	return keys ? signValue(value, keys) : value;
+}
+
+/**
+ * Runs a handler that writes although its method is a read (`dbWrite`): in the request's
+ * flow (`owner` is the framework's request object the flow belongs to), its reads go to the
+ * primary and the response pins the client. Without `pinning()` the handler's reads still go
+ * to the primary (the seed's `@db_write` pins by itself); only the *next* request cannot be
+ * pinned.
+ */
+export async function runAsWrite(owner: object, handler: () => unknown): Promise<void> {
+	const flow = currentScope()?.flow;
+	if (flow?.owner === owner) {
+		flow.pinned = true;
+		flow.markedAsWrite = true;
+		await handler();
+		return;
+	}
+
+	warnOnce(warningCodes.dbWriteWithoutPinning, 'sequelize-multidb: dbWrite() ran in a request without pinning(): its reads go to the primary, but the next request of the client cannot be pinned; mount pinning() before the router');
+	await usePrimaryDb(handler);
 }
 
 /** A pinned flow: every read of `db` (or of every database, without `db`) goes to the primary. */

@@ -1,0 +1,165 @@
+// `sequelize-multidb/express`: the Koa middleware's read-your-writes for Express 5, on the
+// same framework-neutral core (pinning-core.ts). Express's own cookie machinery carries the
+// pin: cookie-parser reads it (`req.cookies`, `req.signedCookies`, its secret signs), and
+// `res.cookie` sets it. A handler flags a write with `res.locals.dbWrite = true`.
+//
+// Express has no "after the handler" step: a response goes out when the handler writes it.
+// So the pin is set as the response starts (its first `write` or its `end`), before the
+// headers leave. A WAL-position pin needs the primary's position, read after the write
+// committed: the response's first bytes wait for that one query (as express-session waits
+// to save a session).
+import type {NextFunction, Request, RequestHandler, Response} from 'express';
+import {runInNewFlow, type FlowState} from './context.js';
+import {headerPinValue, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest, type RequestPin} from './pinning-core.js';
+import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
+import {invalid} from './validate.js';
+
+export type {PinningOptions} from './pinning-options.js';
+
+/**
+ * Express middleware that keeps a client on fresh data right after it writes. Mount it
+ * after `cookie-parser` (with a secret, to sign the pin) and before any route that writes.
+ */
+export function pinning(options?: PinningOptions): RequestHandler {
+	const settings = resolvePinningOptions(options);
+	const readMethods = new Set(settings.readMethods);
+	return function pinning(request: Request, response: Response, next: NextFunction): void {
+		const signed = signedFor(request, settings);
+		const {flow, joined} = requestFlow(request);
+		pinRequest(expressRequest(request, settings), flow, settings, readMethods, signed).then(pin => {
+			pinBeforeHeaders(response, () => decide(request, response, flow, pin, settings, signed));
+			if (joined) {
+				next();
+			} else {
+				runInNewFlow(next, flow);
+			}
+		}, next);
+	};
+}
+
+/**
+ * Wraps a route handler that writes although its method is a read (a GET that records a
+ * like): the current request's reads go to the primary, and the response pins the client.
+ */
+export function dbWrite<RequestType extends Request = Request, ResponseType extends Response = Response>(handler: (request: RequestType, response: ResponseType, next: NextFunction) => unknown): (request: RequestType, response: ResponseType, next: NextFunction) => Promise<void> {
+	if (typeof handler !== 'function') {
+		throw invalid('handler', 'a function', handler);
+	}
+
+	return async function dbWrite(request, response, next): Promise<void> {
+		await runAsWrite(request, () => handler(request, response, next));
+	};
+}
+
+/** What the response does about the pin, once its handler is done with the database. */
+function decide(request: Request, response: Response, flow: FlowState, pin: RequestPin, settings: ResolvedPinningOptions, signed: boolean): Promise<void> | undefined {
+	const flagged = (response.locals as {dbWrite?: unknown}).dbWrite === true;
+	if (responsePins(flow, settings, pin, flagged)) {
+		return setPin(request, response, settings, signed);
+	}
+
+	if (pinServed(pin, settings)) {
+		// Every replica has the write now: the pin has nothing left to do.
+		response.clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
+	}
+
+	return undefined;
+}
+
+async function setPin(request: Request, response: Response, settings: ResolvedPinningOptions, signed: boolean): Promise<void> {
+	const value = await newPinValue(settings);
+	response.cookie(settings.cookie, value, {
+		maxAge: settings.seconds * 1000,
+		path: settings.path,
+		domain: settings.domain,
+		httpOnly: settings.httpOnly,
+		sameSite: settings.sameSite,
+		secure: settings.secure ?? request.secure,
+		signed,
+	});
+	if (settings.header) {
+		response.setHeader(settings.header, headerPinValue(value, secretsOf(request)));
+	}
+}
+
+/**
+ * Runs `decide` once, when the response starts (its first `write`, or `end`), and holds the
+ * response's bytes until it is done: the pin's cookie must go out with the headers.
+ */
+function pinBeforeHeaders(response: Response, decide: () => Promise<void> | undefined): void {
+	const write = response.write.bind(response) as (...arguments_: unknown[]) => boolean;
+	const end = response.end.bind(response) as (...arguments_: unknown[]) => Response;
+	let decided: Promise<void> | undefined;
+	let started = false;
+	const start = (): Promise<void> | undefined => {
+		if (!started) {
+			started = true;
+			// A failure to pin (the primary gone) must not lose the response: it goes out unpinned.
+			decided = response.headersSent ? undefined : decide()?.catch(() => undefined);
+		}
+
+		return decided;
+	};
+
+	response.write = function (...arguments_: unknown[]): boolean {
+		const waiting = start();
+		if (!waiting) {
+			return write(...arguments_);
+		}
+
+		void waiting.then(() => write(...arguments_));
+		return true;
+	} as Response['write'];
+	response.end = function (...arguments_: unknown[]): Response {
+		const waiting = start();
+		if (!waiting) {
+			return end(...arguments_);
+		}
+
+		void waiting.then(() => end(...arguments_));
+		return response;
+	} as Response['end'];
+}
+
+/** The framework-neutral view of an Express request (cookies as cookie-parser left them). */
+function expressRequest(request: Request, settings: ResolvedPinningOptions): PinRequest {
+	const cookies = request.cookies as Record<string, unknown> | undefined;
+	const signedCookies = request.signedCookies as Record<string, unknown> | undefined;
+	return {
+		method: request.method,
+		cookieHeader: request.headers.cookie ?? '',
+		cookie(wantSigned) {
+			if (wantSigned) {
+				const value = signedCookies?.[settings.cookie];
+				return typeof value === 'string' ? value : undefined;
+			}
+
+			// cookie-parser moves a signed cookie out of `req.cookies`, and marks a bad
+			// signature `false`: such a cookie was presented all the same.
+			const value = cookies?.[settings.cookie] ?? (signedCookies?.[settings.cookie] === false ? '' : undefined);
+			return typeof value === 'string' ? value : undefined;
+		},
+		header: name => request.get(name) ?? '',
+		keys: secretsOf(request),
+	};
+}
+
+function signedFor(request: Request, settings: ResolvedPinningOptions): boolean {
+	if (typeof request.cookies !== 'object') {
+		throw new TypeError('Expected `req.cookies` to be parsed: mount cookie-parser (`app.use(cookieParser(secret))`) before pinning()');
+	}
+
+	const hasSecret = secretsOf(request) !== undefined;
+	if (settings.signed === true && !hasSecret) {
+		throw new TypeError('Expected cookie-parser to have a secret (`app.use(cookieParser(secret))`), as pinning() was given `signed: true`');
+	}
+
+	return settings.signed ?? hasSecret;
+}
+
+/** cookie-parser's secret (its first: the one it signs with), to sign header pins. */
+function secretsOf(request: Request): string[] | undefined {
+	// Declared by cookie-parser's types, which this package does not depend on.
+	const {secret} = request as {secret?: unknown};
+	return typeof secret === 'string' && secret.length > 0 ? [secret] : undefined;
+}

@@ -1,0 +1,199 @@
+// The pinning semantics, one table of scenarios run against every framework adapter
+// (test/helpers/framework-apps.ts: the same routes on Koa and Express), on the real cluster.
+// Reads go to the lagging replica only (replica2 replays 1.5 s late) unless a scenario says
+// otherwise, so a missing pin shows as a stale read.
+import {setTimeout as delay} from 'node:timers/promises';
+import test, {type ExecutionContext} from 'ava';
+import request from 'supertest';
+import {createNotesTable} from './helpers/app.js';
+import {frameworks, type FrameworkApp, type FrameworkAppOptions} from './helpers/framework-apps.js';
+import {sharedCluster} from './helpers/shared-cluster.js';
+
+const cluster = await sharedCluster();
+const table = await createNotesTable(cluster);
+const lagging = cluster.replicas[1];
+const cookieName = 'multidb_pin_writes';
+const secret = 'a test secret';
+
+interface Scenario {
+	readonly title: string;
+	readonly options?: FrameworkAppOptions;
+	run(t: ExecutionContext, app: FrameworkApp): Promise<void>;
+}
+
+function pinCookie(response: request.Response): string | undefined {
+	const header = response.headers['set-cookie'] as string[] | string | undefined;
+	return (header === undefined ? [] : [header].flat()).find(cookie => cookie.startsWith(`${cookieName}=`));
+}
+
+/** The pin as a client sends it back: `name=value` (and its signature cookie, if any). */
+function cookieHeader(response: request.Response): string {
+	const header = response.headers['set-cookie'] as string[] | string | undefined;
+	return (header === undefined ? [] : [header].flat()).map(cookie => cookie.split(';')[0]).join('; ');
+}
+
+const onLagging = {sequelize: {replicas: [lagging]}, secret};
+
+const scenarios: Scenario[] = [
+	{
+		title: 'a read right after a POST goes to the primary and sees the new row; without the pin it is stale',
+		options: onLagging,
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			const created = await agent.post('/notes').expect(200);
+			t.is(created.body.server, 'primary');
+			t.deepEqual((await agent.get(`/notes/${created.body.id as number}/check`).expect(200)).body, {found: true, server: 'primary'});
+			const stranger = await request(listener).get(`/notes/${created.body.id as number}/check`).expect(200);
+			t.deepEqual(stranger.body, {found: false, server: lagging.name});
+		},
+	},
+	{
+		title: 'read methods are not pinned; a POST that only reads still pins (pinWriteMethods), and not with it off',
+		options: onLagging,
+		async run(t, {listener}) {
+			const read = await request(listener).get('/read').expect(200);
+			t.is(read.body.server, lagging.name);
+			t.is(pinCookie(read), undefined);
+			t.truthy(pinCookie(await request(listener).post('/search').expect(200)));
+		},
+	},
+	{
+		title: 'with pinWriteMethods off, a POST that only reads is not pinned, and one that writes is',
+		options: {...onLagging, pinning: {pinWriteMethods: false}},
+		async run(t, {listener}) {
+			const search = await request(listener).post('/search').expect(200);
+			t.is(search.body.server, lagging.name);
+			t.is(pinCookie(search), undefined);
+			t.truthy(pinCookie(await request(listener).post('/notes').expect(200)));
+		},
+	},
+	{
+		title: 'a GET that writes without saying so is detected: its later reads and the next request use the primary',
+		options: onLagging,
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			const response = await agent.get('/sneaky-write').expect(200);
+			t.deepEqual(response.body, {before: lagging.name, after: 'primary'});
+			t.truthy(pinCookie(response));
+			t.is((await agent.get('/read').expect(200)).body.server, 'primary');
+		},
+	},
+	{
+		title: 'the write flag pins the next request, not the current one',
+		options: onLagging,
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			const flagged = await agent.get('/flagged').expect(200);
+			t.is(flagged.body.server, lagging.name);
+			t.truthy(pinCookie(flagged));
+			t.is((await agent.get('/read').expect(200)).body.server, 'primary');
+		},
+	},
+	{
+		title: 'a route wrapped in dbWrite pins the current request and the next',
+		options: onLagging,
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			const liked = await agent.get('/notes/1/like').expect(200);
+			t.is(liked.body.server, 'primary');
+			t.truthy(pinCookie(liked));
+			t.is((await agent.get('/read').expect(200)).body.server, 'primary');
+		},
+	},
+	{
+		title: 'a handler that fails after its write committed still pins the client',
+		options: onLagging,
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			const failed = await agent.post('/fails-after-write').expect(500);
+			t.truthy(pinCookie(failed));
+			t.is((await agent.get('/read').expect(200)).body.server, 'primary');
+		},
+	},
+	{
+		title: 'the pin is signed: a forged, unsigned, garbage, oversized, far-future or expired pin is ignored',
+		options: onLagging,
+		async run(t, {listener}) {
+			const set = pinCookie(await request(listener).post('/notes').expect(200)) ?? '';
+			t.regex(set, new RegExp(`^${cookieName}=`));
+			t.regex(set, /HttpOnly/i);
+			t.regex(set, /SameSite=Lax/i);
+			const now = Date.now();
+			for (const value of [`1.${now + 5000}`, 'garbage', 'x'.repeat(5000), `1.${now + (365 * 24 * 3_600_000)}`, `1.${now - 1000}`]) {
+				const response = await request(listener).get('/read').set('Cookie', `${cookieName}=${value}`).expect(200);
+				t.is(response.body.server, lagging.name, value.slice(0, 40));
+			}
+
+			// The genuine one pins.
+			const genuine = await request(listener).post('/notes').expect(200);
+			t.is((await request(listener).get('/read').set('Cookie', cookieHeader(genuine)).expect(200)).body.server, 'primary');
+		},
+	},
+	{
+		title: 'after the pin expires, reads go back to the replicas',
+		// Two seconds: a cookie's Expires has whole seconds, so one could lapse in the client at once.
+		options: {...onLagging, pinning: {seconds: 2}},
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			await agent.post('/notes').expect(200);
+			t.is((await agent.get('/read').expect(200)).body.server, 'primary');
+			await delay(2300);
+			t.is((await agent.get('/read').expect(200)).body.server, lagging.name);
+		},
+	},
+	{
+		title: 'consistency: \'lsn\' pins by WAL position: the next read waits for a replica that has the write, not the primary',
+		// Both replicas: replica1 replays at once, so an LSN pin reads there, not on the primary.
+		options: {sequelize: {replicas: cluster.replicas}, secret, pinning: {consistency: 'lsn'}},
+		async run(t, {listener}) {
+			const agent = request.agent(listener);
+			const created = await agent.post('/notes').expect(200);
+			const value = decodeURIComponent(/=([^;]+)/.exec(pinCookie(created) ?? '')?.[1] ?? '');
+			t.notRegex(value, /^1\./, 'a WAL-position pin, not a time pin');
+			for (let index = 0; index < 4; index++) {
+				const check = await agent.get(`/notes/${created.body.id as number}/check`).expect(200);
+				t.true(check.body.found, JSON.stringify(check.body));
+				t.not(check.body.server, lagging.name);
+			}
+		},
+	},
+	{
+		title: 'the header carries the pin for API clients, signed, and a forged one is ignored',
+		options: {...onLagging, pinning: {header: 'X-Pin'}},
+		async run(t, {listener}) {
+			const created = await request(listener).post('/notes').expect(200);
+			const pin = created.headers['x-pin'] as string | undefined;
+			t.regex(pin ?? '', /^1\.\d+~/);
+			t.is((await request(listener).get('/read').set('X-Pin', pin ?? '').expect(200)).body.server, 'primary');
+			const forged = `${(pin ?? '').split('~')[0]}~forged`;
+			// A forgery may cost primary reads, never older data: it pins too, but is not trusted to.
+			const response = await request(listener).get('/read').set('X-Pin', forged).expect(200);
+			t.true(['primary', lagging.name].includes(response.body.server as string));
+			t.is((await request(listener).get('/read').set('X-Pin', 'garbage').expect(200)).body.server, lagging.name);
+		},
+	},
+	{
+		title: '200 interleaved concurrent requests, half pinned: no request shares another\'s pin',
+		options: {sequelize: {replicas: [lagging], pool: {max: 20}}, secret},
+		async run(t, {listener}) {
+			const pin = cookieHeader(await request(listener).post('/notes').expect(200));
+			const results = await Promise.all(Array.from({length: 200}, async (_, index) => {
+				const pinned = index % 2 === 0;
+				const call = request(listener).get('/read');
+				const response = await (pinned ? call.set('Cookie', pin) : call).expect(200);
+				return {pinned, server: response.body.server as string};
+			}));
+			t.deepEqual(results.filter(({pinned, server}) => pinned !== (server === 'primary')), []);
+		},
+	},
+];
+
+for (const framework of frameworks) {
+	for (const scenario of scenarios) {
+		test(`${framework.name}: ${scenario.title}`, async t => {
+			const app = await framework.create(cluster, table, scenario.options);
+			t.teardown(async () => app.close());
+			await scenario.run(t, app);
+		});
+	}
+}
