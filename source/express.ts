@@ -10,7 +10,7 @@
 // to save a session).
 import type {NextFunction, Request, RequestHandler, Response} from 'express';
 import {runInNewFlow, type FlowState} from './context.js';
-import {headerPinValue, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest, type RequestPin} from './pinning-core.js';
+import {headerPinValue, keySigner, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest, type RequestPin} from './pinning-core.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
@@ -78,7 +78,7 @@ async function setPin(request: Request, response: Response, settings: ResolvedPi
 		signed,
 	});
 	if (settings.header) {
-		response.setHeader(settings.header, headerPinValue(value, secretsOf(request)));
+		response.setHeader(settings.header, headerPinValue(value, keySigner(secretsOf(request))));
 	}
 }
 
@@ -140,7 +140,7 @@ function expressRequest(request: Request, settings: ResolvedPinningOptions): Pin
 			return typeof value === 'string' ? value : undefined;
 		},
 		header: name => request.get(name) ?? '',
-		keys: secretsOf(request),
+		signer: keySigner(secretsOf(request)),
 	};
 }
 

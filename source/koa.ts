@@ -8,7 +8,7 @@
 import createDebug from 'debug';
 import type {Context, Middleware, Next} from 'koa';
 import {runInNewFlow} from './context.js';
-import {headerPinValue, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest} from './pinning-core.js';
+import {headerPinValue, keySigner, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest} from './pinning-core.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
@@ -74,7 +74,7 @@ function koaRequest(ctx: Context, settings: ResolvedPinningOptions): PinRequest 
 		cookieHeader: ctx.get('Cookie'),
 		cookie: wantSigned => ctx.cookies.get(settings.cookie, {signed: wantSigned}),
 		header: name => ctx.get(name),
-		keys: appKeys(ctx),
+		signer: keySigner(appKeys(ctx)),
 	};
 }
 
@@ -82,7 +82,7 @@ async function setPin(ctx: Context, settings: ResolvedPinningOptions, signed: bo
 	const value = await newPinValue(settings);
 	ctx.cookies.set(settings.cookie, value, cookieAttributes(ctx, settings, signed));
 	if (settings.header) {
-		ctx.set(settings.header, headerPinValue(value, appKeys(ctx)));
+		ctx.set(settings.header, headerPinValue(value, keySigner(appKeys(ctx))));
 	}
 }
 

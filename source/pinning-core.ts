@@ -41,8 +41,30 @@ export interface PinRequest {
 	cookie(signed: boolean): string | undefined;
 	/** A request header, '' when absent. */
 	header(name: string): string;
-	/** Keys that sign header pins, where the framework has string keys. */
-	readonly keys: readonly string[] | undefined;
+	/** Signs and checks header pins, where the framework has a secret; without one they go unsigned. */
+	readonly signer: PinSigner | undefined;
+}
+
+/** A framework's signing machinery, for header pins (cookies are signed by the framework itself). */
+export interface PinSigner {
+	sign(value: string): string;
+	/** The value of a signed string, and whether its signature is valid; undefined when it is not in signed form. */
+	unsign(signed: string): {readonly value: string; readonly valid: boolean} | undefined;
+}
+
+/** Signs as `value~signature`, an HMAC by the first key, checked by any (Koa's `app.keys`, cookie-parser's secret). */
+export function keySigner(keys: readonly string[] | undefined): PinSigner | undefined {
+	if (!keys || keys.length === 0) {
+		return undefined;
+	}
+
+	return {
+		sign: value => signValue(value, keys),
+		unsign(signed) {
+			const separator = signed.lastIndexOf('~');
+			return separator < 0 ? undefined : {value: signed.slice(0, separator), valid: verifiedValue(signed, keys) !== undefined};
+		},
+	};
 }
 
 /** Where a request stands: its method, and the pin it presented (if any). */
@@ -107,9 +129,9 @@ export async function newPinValue(settings: ResolvedPinningOptions): Promise<str
 	return `1.${expiresAt}`;
 }
 
-/** The pin as the response header carries it: `value~signature` where there are keys. */
-export function headerPinValue(value: string, keys: readonly string[] | undefined): string {
-	return keys ? signValue(value, keys) : value;
+/** The pin as the response header carries it: signed where the framework has a secret. */
+export function headerPinValue(value: string, signer: PinSigner | undefined): string {
+	return signer ? signer.sign(value) : value;
 }
 
 /**
@@ -119,17 +141,21 @@ export function headerPinValue(value: string, keys: readonly string[] | undefine
  * to the primary (the seed's `@db_write` pins by itself); only the *next* request cannot be
  * pinned.
  */
-export async function runAsWrite(owner: object, handler: () => unknown): Promise<void> {
+export async function runAsWrite<T>(owner: object, handler: () => T): Promise<Awaited<T>> {
 	const flow = currentScope()?.flow;
 	if (flow?.owner === owner) {
-		flow.pinned = true;
-		flow.markedAsWrite = true;
-		await handler();
-		return;
+		markAsWrite(flow);
+		return await handler();
 	}
 
 	warnOnce(warningCodes.dbWriteWithoutPinning, 'sequelize-multidb: dbWrite() ran in a request without pinning(): its reads go to the primary, but the next request of the client cannot be pinned; mount pinning() before the router');
-	await usePrimaryDb(handler);
+	return await usePrimaryDb(handler);
+}
+
+/** The request writes, though its method may say otherwise: its reads go to the primary, and its response pins. */
+export function markAsWrite(flow: FlowState): void {
+	flow.pinned = true;
+	flow.markedAsWrite = true;
 }
 
 /** A pinned flow: every read of `db` (or of every database, without `db`) goes to the primary. */
@@ -188,23 +214,23 @@ function presentedPin(request: PinRequest, settings: ResolvedPinningOptions, sig
 	return value === undefined || value.length > maxPinLength ? undefined : parsePin(value, settings);
 }
 
-/** A pin from the header: `value~signature` where there are keys, else the bare value. */
+/** A pin from the header: signed where the framework has a secret, else the bare value. */
 function headerPin(request: PinRequest, settings: ResolvedPinningOptions): PresentedPin | undefined {
 	const header = settings.header ? request.header(settings.header) : '';
 	if (header === '' || header.length > maxPinLength) {
 		return undefined;
 	}
 
-	const {keys} = request;
-	const separator = header.lastIndexOf('~');
-	const pin = parsePin(keys && separator >= 0 ? header.slice(0, separator) : header, settings);
-	if (!pin || !keys) {
-		// Garbage is no pin at all; without keys there is no signature to check.
+	const {signer} = request;
+	const unsigned = signer?.unsign(header);
+	const pin = parsePin(unsigned ? unsigned.value : header, settings);
+	if (!pin || !signer) {
+		// Garbage is no pin at all; without a secret there is no signature to check.
 		return pin;
 	}
 
 	// A well-formed pin whose signature does not match: it may cost primary reads, never older data.
-	return verifiedValue(header, keys) === undefined ? {kind: 'forged'} : pin;
+	return unsigned?.valid ? pin : {kind: 'forged'};
 }
 
 function parsePin(value: string, settings: ResolvedPinningOptions): PresentedPin | undefined {

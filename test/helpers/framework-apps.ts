@@ -2,14 +2,17 @@
 // shared pinning scenarios (test/pinning-frameworks.ts). Every route answers with the server
 // that ran its read, so a test sees where each request's reads went. A route is marked as
 // a write by the framework's own means: its wrapper (`dbWrite`), or its write flag.
-import type {RequestListener} from 'node:http';
+import type {RequestListener, Server} from 'node:http';
+import fastifyCookie from '@fastify/cookie';
 import KoaRouter from '@koa/router';
 import cookieParser from 'cookie-parser';
 import express from 'express';
+import Fastify, {type FastifyReply, type FastifyRequest} from 'fastify';
 import Koa from 'koa';
 import {DataTypes, QueryTypes, type Sequelize} from 'sequelize';
 import {dbWrite as koaDbWrite, multidb, pinning as koaPinning, type MultiDb, type PinningOptions} from '../../source/index.js';
 import {dbWrite as expressDbWrite, pinning as expressPinning} from '../../source/express.js';
+import {dbWrite as fastifyDbWrite, pinning as fastifyPinning} from '../../source/fastify.js';
 import type {ClusterEndpoints} from './shared-cluster.js';
 import {answeringServer, newSequelize, serverNamer, type TestSequelizeOptions} from './sequelize.js';
 
@@ -24,7 +27,8 @@ interface Route {
 }
 
 export interface FrameworkApp {
-	readonly listener: RequestListener;
+	/** What supertest takes: a request listener, or a server. */
+	readonly listener: RequestListener | Server;
 	readonly db: MultiDb;
 	readonly sequelize: Sequelize;
 	close(): Promise<void>;
@@ -142,4 +146,34 @@ const expressFramework: Framework = {
 	},
 };
 
-export const frameworks: readonly Framework[] = [koa, expressFramework];
+const fastifyFramework: Framework = {
+	name: 'fastify',
+	async create(cluster, table, options = {}) {
+		const {sequelize, db, routes} = setUp(cluster, table, options);
+		await db.systemIdentifier();
+		const app = Fastify();
+		await app.register(fastifyCookie, options.secret ? {secret: options.secret} : {});
+		await app.register(fastifyPinning({db, ...options.pinning}));
+		for (const route of routes) {
+			const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+				if (route.write === 'flag') {
+					reply.dbWrite = true;
+				}
+
+				return route.handle(request.params as Params);
+			};
+
+			app.route({method: route.method.toUpperCase(), url: route.path, handler: route.write === 'wrapper' ? fastifyDbWrite(handler) : handler});
+		}
+
+		// A route marked as a write by its config, as the wrapper marks one.
+		app.get('/notes/:id/like-by-config', {config: {dbWrite: true}}, async request => routes.find(route => route.path === '/notes/:id/like')?.handle(request.params as Params));
+		await app.ready();
+		return {listener: app.server, db, sequelize, async close() {
+			await app.close();
+			await sequelize.close();
+		}};
+	},
+};
+
+export const frameworks: readonly Framework[] = [koa, expressFramework, fastifyFramework];
