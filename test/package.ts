@@ -13,7 +13,7 @@ test('the package loads from require and import, and both builds share one routi
 	const {stdout} = await promisify(execFile)(process.execPath, ['test/fixtures/dual-package.cjs'], {
 		env: {...process.env, MULTIDB_TEST_PRIMARY: url(cluster.primary), MULTIDB_TEST_REPLICAS: cluster.replicas.map(replica => url(replica)).join(',')},
 	});
-	const result = JSON.parse(stdout) as {exports: {cjs: string[]; esm: string[]}; pinnedAcrossBuilds: boolean; plain: {inRecovery: boolean}; pinnedThroughCjs: {inRecovery: boolean}; secondInstall?: string; openTelemetry: {loadedByMain: boolean; sameExports: boolean; instrumentedAcrossBuilds: boolean}};
+	const result = JSON.parse(stdout) as {exports: {cjs: string[]; esm: string[]}; pinnedAcrossBuilds: boolean; plain: {inRecovery: boolean}; pinnedThroughCjs: {inRecovery: boolean}; secondInstall?: string; openTelemetry: {loadedByMain: boolean; sameExports: boolean; instrumentedAcrossBuilds: boolean}; adapters: Record<string, {cjs: string[]; esm: string[]}>};
 	t.true(result.exports.cjs.includes('multidb'));
 	t.deepEqual(result.exports.cjs, result.exports.esm);
 	t.true(result.pinnedAcrossBuilds);
@@ -24,10 +24,11 @@ test('the package loads from require and import, and both builds share one routi
 	// `@opentelemetry/api` is an optional peer: the main entry never loads it, and
 	// `sequelize-multidb/opentelemetry` (either build) instruments a router of either build.
 	t.deepEqual(result.openTelemetry, {loadedByMain: false, sameExports: true, instrumentedAcrossBuilds: true});
+	t.deepEqual(result.adapters, {express: {cjs: ['dbWrite', 'pinning'], esm: ['dbWrite', 'pinning']}, fastify: {cjs: ['dbWrite', 'pinning'], esm: ['dbWrite', 'pinning']}});
 });
 
 test('the build ships type declarations for both module systems', t => {
-	for (const file of ['dist/esm/index.d.ts', 'dist/cjs/index.d.ts', 'dist/esm/opentelemetry.d.ts', 'dist/cjs/opentelemetry.d.ts', 'dist/cjs/package.json']) {
+	for (const file of ['dist/esm/index.d.ts', 'dist/cjs/index.d.ts', 'dist/esm/opentelemetry.d.ts', 'dist/cjs/opentelemetry.d.ts', 'dist/esm/express.d.ts', 'dist/cjs/express.d.ts', 'dist/esm/fastify.d.ts', 'dist/cjs/fastify.d.ts', 'dist/cjs/package.json']) {
 		t.true(existsSync(file), file);
 	}
 });
