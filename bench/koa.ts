@@ -15,6 +15,8 @@ import type {BenchSection} from './section.js';
 const runs = 3;
 const seconds = 3;
 const connections = 16;
+/** How every HTTP benchmark loads a server (bench/frameworks.ts too). */
+export const loadSettings = {seconds, connections} as const;
 const autocannon = createRequire(import.meta.url).resolve('autocannon/autocannon.js');
 
 export async function koaOverhead(cluster: BenchCluster): Promise<BenchSection> {
@@ -84,7 +86,7 @@ async function listen(app: Koa): Promise<Server> {
 	});
 }
 
-async function load(url: string, durationSeconds: number): Promise<number> {
+export async function load(url: string, durationSeconds: number): Promise<number> {
 	const {stdout} = await promisify(execFile)(process.execPath, [autocannon, '--json', '-c', String(connections), '-d', String(durationSeconds), url], {maxBuffer: 10 * 1024 * 1024});
 	const result = JSON.parse(stdout) as {requests: {average: number}; non2xx: number; errors: number};
 	if (result.non2xx > 0 || result.errors > 0) {

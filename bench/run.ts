@@ -5,6 +5,7 @@ import {existsSync} from 'node:fs';
 import {readFile, writeFile} from 'node:fs/promises';
 import {balance} from './balance.js';
 import {failover} from './failover.js';
+import {frameworksOverhead} from './frameworks.js';
 import {machine, markdownTable, startBenchCluster, type BenchCluster} from './harness.js';
 import {koaOverhead} from './koa.js';
 import {memory} from './memory.js';
@@ -19,6 +20,7 @@ const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> 
 	throughput,
 	spread: spreadOfReads,
 	koa: koaOverhead,
+	frameworks: frameworksOverhead,
 	'read-after-write': readAfterWrite,
 	failover: async () => failover(),
 	promotion: async () => promotion(),

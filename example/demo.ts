@@ -94,8 +94,8 @@ async function showMetrics(cluster: RunningCluster, forumUrl: string): Promise<v
 
 async function serveForum(cluster: RunningCluster, options: Omit<ForumOptions, 'sequelize'>) {
 	const sequelize = cluster.connect();
-	const forum = createForum({sequelize, serverNames: cluster.names, ...options});
-	const server = await listen(createServer(forum.app.callback()));
+	const forum = await createForum({sequelize, serverNames: cluster.names, ...options});
+	const server = await listen(createServer(forum.listener));
 	closers.push(async () => sequelize.close(), forum.stop, async () => new Promise(resolve => server.close(resolve)));
 	return {url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sync: forum.sync};
 }

@@ -1,13 +1,15 @@
-// A small forum on Koa + Sequelize + sequelize-multidb: list posts, write a post (POST,
-// then a 303 redirect to its page), view a post, like it (a GET that writes, wrapped in
-// `dbWrite`). Each page says, discreetly, which server answered its reads. With
-// `operatorPages`, `/status` and `/metrics` show the router at work (status.ts).
+// A small forum on Sequelize + sequelize-multidb, served by Koa, Express or Fastify
+// (`framework`): list posts, write a post (POST, then a 303 redirect to its page), view a
+// post, like it (a GET that writes, marked with the framework's `dbWrite`). Each page says,
+// discreetly, which server answered its reads. With `operatorPages`, `/status` and
+// `/metrics` show the router at work (status.ts). The pages are framework-free; each
+// framework's binding (forum-bindings.ts) routes to them with its own adapter.
 import {AsyncLocalStorage} from 'node:async_hooks';
-import KoaRouter, {type RouterContext} from '@koa/router';
-import Koa from 'koa';
+import type {RequestListener} from 'node:http';
 import {DataTypes, Model, type Sequelize} from 'sequelize';
-import {dbWrite, multidb, pinning, type MultiDb, type MultiDbOptions, type PinningOptions} from '../source/index.js';
-import {operatorPages} from './status.js';
+import {multidb, type MultiDb, type MultiDbOptions, type PinningOptions} from '../source/index.js';
+import {bindings, type Framework} from './forum-bindings.js';
+import {operatorPages, type OperatorPages} from './status.js';
 
 interface PostAttributes {
 	id?: number;
@@ -16,13 +18,17 @@ interface PostAttributes {
 	likes?: number;
 }
 
+export type {Framework} from './forum-bindings.js';
+
 export interface ForumOptions {
 	readonly sequelize: Sequelize;
+	/** The web framework that serves it. */
+	readonly framework?: Framework;
 	/** The router's options. */
 	readonly router?: MultiDbOptions;
 	/** `false` runs the forum without pinning, to show the stale read it prevents. */
 	readonly pinning?: Omit<PinningOptions, 'db'> | false;
-	/** Signs the pin cookie. */
+	/** Signs the pin cookie: Koa's `app.keys`, cookie-parser's or @fastify/cookie's secret. */
 	readonly keys?: string[];
 	/** Display names of servers by port (the demo names them primary, replica1, replica2). */
 	readonly serverNames?: ReadonlyMap<number, string>;
@@ -30,10 +36,13 @@ export interface ForumOptions {
 	readonly table?: string;
 	/** Serve `/status` and `/metrics` (OpenTelemetry's Prometheus exporter). */
 	readonly operatorPages?: boolean;
+	/** A failed request answers 500 with the error in an `X-Error` header (the soak records it). */
+	readonly reportErrors?: boolean;
 }
 
 export interface Forum {
-	readonly app: Koa;
+	/** The forum, for `http.createServer` (or supertest). */
+	readonly listener: RequestListener;
 	readonly db: MultiDb;
 	/** Creates the posts table on the primary (replicas get it by replication). */
 	readonly sync: () => Promise<void>;
@@ -41,77 +50,73 @@ export interface Forum {
 	readonly stop: () => Promise<void>;
 }
 
-export function createForum(options: ForumOptions): Forum {
+/** What a route answers: a page, or a redirect. */
+export interface Page {
+	readonly status: number;
+	readonly html?: string;
+	readonly location?: string;
+}
+
+/** The forum's pages, whatever serves them. */
+export interface ForumPages {
+	list(): Promise<Page>;
+	create(form: Record<string, string | undefined>): Promise<Page>;
+	show(id: string): Promise<Page>;
+	/** A write (the binding marks it as one). */
+	like(id: string): Promise<Page>;
+	/** Runs a request's handling with a fresh list of the servers that answer it. */
+	tracked<T>(handle: () => T): T;
+	/** The servers that answered the current request, for `X-Served-By`. */
+	servedBy(): string;
+}
+
+export async function createForum(options: ForumOptions): Promise<Forum> {
 	const {sequelize} = options;
 	const db = multidb(sequelize, options.router);
 	const Post = definePost(sequelize, options.table ?? 'forum_posts');
 	const answered = trackAnsweringServers(sequelize, db, options.serverNames);
-	const app = new Koa();
-	if (options.keys) {
-		app.keys = options.keys;
-	}
-
-	app.use(answered.middleware);
-	if (options.pinning !== false) {
-		app.use(pinning({db, ...options.pinning}));
-	}
-
-	const operator = options.operatorPages ? operatorPages(db, options.serverNames ?? new Map()) : undefined;
-	if (operator) {
-		app.use(operator.router.routes());
-	}
-
-	const router = new KoaRouter();
-	router.get('/', async ctx => {
-		const posts = await Post.findAll({order: [['id', 'DESC']], limit: 50});
-		ctx.body = page('Forum', `
+	const render = (status: number, title: string, content: string): Page => ({status, html: page(title, content, answered.servers())});
+	const pages: ForumPages = {
+		async list() {
+			const posts = await Post.findAll({order: [['id', 'DESC']], limit: 50});
+			return render(200, 'Forum', `
 			<form method="post" action="/posts">
 				<input name="title" placeholder="Title" required>
 				<textarea name="body" placeholder="Say something" required></textarea>
 				<button type="submit">Post</button>
 			</form>
-			<ul class="posts">${posts.map(post => `<li><a href="/posts/${post.id}">${escape(post.title)}</a> (${post.likes} likes)</li>`).join('')}</ul>
-		`, answered.servers());
-	});
+			<ul class="posts">${posts.map(post => `<li><a href="/posts/${post.id}">${escape(post.title)}</a> (${post.likes} likes)</li>`).join('')}</ul>`);
+		},
+		async create({title, body}) {
+			if (!title || !body) {
+				return render(400, 'Missing fields', '<p>A post needs a title and a body.</p>');
+			}
 
-	router.post('/posts', async ctx => {
-		const {title, body} = await readForm(ctx);
-		if (!title || !body) {
-			ctx.status = 400;
-			ctx.body = page('Missing fields', '<p>A post needs a title and a body.</p>', answered.servers());
-			return;
-		}
+			const post = await Post.create({title, body});
+			return {status: 303, location: `/posts/${post.id}`};
+		},
+		async show(id) {
+			const post = await Post.findByPk(Number(id));
+			if (!post) {
+				return render(404, 'Not found', '<p class="missing">This post does not exist (yet?).</p>');
+			}
 
-		const post = await Post.create({title, body});
-		ctx.status = 303;
-		ctx.redirect(`/posts/${post.id}`);
-	});
-
-	router.get('/posts/:id', async ctx => {
-		const post = await Post.findByPk(Number(ctx.params.id));
-		if (!post) {
-			ctx.status = 404;
-			ctx.body = page('Not found', '<p class="missing">This post does not exist (yet?).</p>', answered.servers());
-			return;
-		}
-
-		ctx.body = page(escape(post.title), `
+			return render(200, escape(post.title), `
 			<article><h2 class="title">${escape(post.title)}</h2><p>${escape(post.body)}</p></article>
-			<p><span class="likes">${post.likes}</span> likes · <a class="like" href="/posts/${post.id}/like">Like</a> · <a href="/">All posts</a></p>
-		`, answered.servers());
-	});
+			<p><span class="likes">${post.likes}</span> likes · <a class="like" href="/posts/${post.id}/like">Like</a> · <a href="/">All posts</a></p>`);
+		},
+		async like(id) {
+			await Post.increment('likes', {where: {id: Number(id)}});
+			return {status: 302, location: `/posts/${id}`};
+		},
+		tracked: answered.tracked,
+		servedBy: () => answered.servers().join(', '),
+	};
 
-	// A GET that writes: `dbWrite` sends this request's reads to the primary and pins the
-	// client, as a POST would.
-	router.get('/posts/:id/like', dbWrite(async (ctx: RouterContext) => {
-		await Post.increment('likes', {where: {id: Number(ctx.params.id)}});
-		ctx.redirect(`/posts/${ctx.params.id}`);
-	}));
-
-	app.use(router.routes());
-	app.use(router.allowedMethods());
+	const operator: OperatorPages | undefined = options.operatorPages ? operatorPages(db, options.serverNames ?? new Map()) : undefined;
+	const listener = await bindings[options.framework ?? 'koa']({db, pages, operator, pinning: options.pinning, keys: options.keys, reportErrors: options.reportErrors === true});
 	return {
-		app,
+		listener,
 		db,
 		sync: async () => {
 			await Post.sync();
@@ -152,16 +157,8 @@ function trackAnsweringServers(sequelize: Sequelize, db: MultiDb, names: Readonl
 	});
 	return {
 		servers: () => [...perRequest.getStore() ?? []],
-		middleware: answeringServers,
+		tracked: <T>(handle: () => T): T => perRequest.run(new Set(), handle),
 	};
-
-	async function answeringServers(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-		const servers = new Set<string>();
-		await perRequest.run(servers, next);
-		if (servers.size > 0) {
-			ctx.set('X-Served-By', [...servers].join(', '));
-		}
-	}
 }
 
 function page(title: string, content: string, servers: string[]): string {
@@ -175,17 +172,4 @@ function page(title: string, content: string, servers: string[]): string {
 
 function escape(text: string): string {
 	return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;').replaceAll('\'', '&#39;');
-}
-
-/** Reads a small urlencoded form body (the forum's only form) without a body-parser. */
-async function readForm(ctx: Koa.Context): Promise<Record<string, string>> {
-	let raw = '';
-	for await (const chunk of ctx.req) {
-		raw += String(chunk);
-		if (raw.length > 100_000) {
-			ctx.throw(413, 'Form too large');
-		}
-	}
-
-	return Object.fromEntries(new URLSearchParams(raw));
 }

@@ -2,7 +2,8 @@
 // Prometheus's text format (through OpenTelemetry's Prometheus exporter, no server of its
 // own), and `/status`, each server's role, state, lag, last error and reads per second,
 // with a live chart of the last minutes (`/status.json` feeds it, polled every second).
-import KoaRouter from '@koa/router';
+// Framework-free: each framework's binding (forum-bindings.ts) routes to these.
+import type {IncomingMessage, ServerResponse} from 'node:http';
 import {PrometheusExporter} from '@opentelemetry/exporter-prometheus';
 import {MeterProvider} from '@opentelemetry/sdk-metrics';
 import type {MultiDb} from '../source/index.js';
@@ -32,7 +33,12 @@ export interface ServerRow {
 const historyLength = 300;
 
 export interface OperatorPages {
-	readonly router: KoaRouter;
+	/** `GET /metrics`: writes the response itself (Prometheus's text format). */
+	metrics(request: IncomingMessage, response: ServerResponse): void;
+	/** `GET /status.json`. */
+	statusJson(): {servers: ServerRow[]; history: readonly StatusSample[]};
+	/** `GET /status`: the page's HTML. */
+	statusHtml(): string;
 	stop(): Promise<void>;
 }
 
@@ -80,21 +86,12 @@ export function operatorPages(db: MultiDb, names: ReadonlyMap<number, string>): 
 		perSecond: Math.round(history.at(-1)?.rates[nameOf(node.port)] ?? 0),
 	}));
 
-	const router = new KoaRouter();
-	router.get('/metrics', ctx => {
-		// The exporter writes the response itself.
-		ctx.respond = false;
-		exporter.getMetricsRequestHandler(ctx.req, ctx.res);
-	});
-	router.get('/status.json', ctx => {
-		ctx.set('Cache-Control', 'no-store');
-		ctx.body = {servers: rows(), history};
-	});
-	router.get('/status', ctx => {
-		ctx.body = statusPage(rows());
-	});
 	return {
-		router,
+		metrics(request, response) {
+			exporter.getMetricsRequestHandler(request, response);
+		},
+		statusJson: () => ({servers: rows(), history}),
+		statusHtml: () => statusPage(rows()),
 		async stop() {
 			clearInterval(timer);
 			instrumentation.stop();

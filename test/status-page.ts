@@ -45,12 +45,12 @@ browserTest('the status page shows a stopped replica quarantined, its reads move
 	const names = new Map([endpoints.primary, ...endpoints.replicas].map(server => [server.port, server.name]));
 	const sequelize = newSequelize(endpoints);
 	t.teardown(async () => sequelize.close());
-	const forum = createForum({sequelize, pinning: false, serverNames: names, operatorPages: true, router: {shuffle: false, connectTimeoutMs: 1000, readTimeoutMs: 2000}});
+	const forum = await createForum({sequelize, pinning: false, serverNames: names, operatorPages: true, router: {shuffle: false, connectTimeoutMs: 1000, readTimeoutMs: 2000}});
 	t.teardown(async () => forum.stop());
 	await forum.sync();
 	// Until the replicas have the table, a list page read there would fail.
 	await waitForReplay(endpoints);
-	const base = await serve(t, forum.app.callback());
+	const base = await serve(t, forum.listener);
 	const load = visitors(base);
 	t.teardown(async () => load.stop());
 

@@ -5,7 +5,6 @@
 import {createServer, type Server} from 'node:http';
 import type {AddressInfo} from 'node:net';
 import {setTimeout as delay} from 'node:timers/promises';
-import type Koa from 'koa';
 import {QueryTypes, type Sequelize} from 'sequelize';
 import {createForum, type Forum} from '../../example/forum.js';
 import {multidb, withConsistency, type MultiDb, type MultiDbOptions} from '../../source/index.js';
@@ -50,8 +49,9 @@ export class SoakLoad {
 	async prepare(): Promise<void> {
 		for (const mode of ['time', 'lsn'] as const) {
 			const sequelize = this.#options.connect();
-			const forum = createForum({
+			const forum = await createForum({
 				sequelize,
+				reportErrors: true,
 				router: this.#options.routerOptions,
 				pinning: this.#options.control ? false : {consistency: mode},
 				keys: ['soak secret'],
@@ -62,7 +62,6 @@ export class SoakLoad {
 				await forum.sync();
 			}
 
-			forum.app.middleware.unshift(reportErrors);
 			this.#recordEvents(mode, forum.db);
 			this.#forums.set(mode, await listen(forum, sequelize));
 		}
@@ -252,16 +251,6 @@ export class SoakLoad {
 }
 
 /** The forum answers a failed request with 500 and the error in `X-Error`, for the history. */
-async function reportErrors(ctx: Koa.Context, next: Koa.Next): Promise<void> {
-	try {
-		await next();
-	} catch (error) {
-		ctx.status = 500;
-		ctx.set('X-Error', describe(error).replaceAll(/[^\u0020-\u007E]/g, '?').slice(0, 300));
-		ctx.body = 'failed';
-	}
-}
-
 function describe(error: unknown): string {
 	const {name, message, parent} = error as {name?: string; message?: string; parent?: {code?: string; message?: string}};
 	return `${name ?? 'Error'}${parent?.code ? ` ${parent.code}` : ''}: ${parent?.message ?? message ?? String(error)}`;
@@ -284,7 +273,7 @@ function servedBy(response: Response | undefined): string | undefined {
 }
 
 async function listen(forum: Forum, sequelize: Sequelize): Promise<RunningForum> {
-	const server = createServer(forum.app.callback());
+	const server = createServer(forum.listener);
 	await new Promise<void>(resolve => {
 		server.listen(0, '127.0.0.1', resolve);
 	});
