@@ -29,6 +29,11 @@ const benches: Record<string, (cluster: BenchCluster) => Promise<BenchSection>> 
 	telemetry: telemetryOverhead,
 };
 
+/** Why the adapters miss their target on an empty route, where they do (shown only then). */
+const frameworksNote = `
+**Pinning adapters on an empty route.** Each side is a server process of its own, so the bare framework never enters an AsyncLocalStorage scope, while every pinned request runs in one: the request's routing flow, which is how a write anywhere in the request (a detected write, \`dbWrite\`, a write flag) reaches the response, and how the request's reads find the pin. On Node 20, AsyncLocalStorage's first \`run()\` turns on promise hooks for the whole process, and every promise pays for them from then on; Node 24 keeps the context without promise hooks, and the ratios there show it. The same section's Koa figures in the \`koa\` bench, where both apps share one process (and so both pay the hooks), are 0.93–0.95. An empty route is the worst case: any real route does at least one query, and the \`koa\` bench's "one read" row is within noise of 1. Express's own throughput varies by ±50 % between runs on this machine (see its min–max), more than the adapter's cost.
+`;
+
 /** Why `instrument(db)` misses its target, where it does (shown only then). */
 const telemetryNote = `
 **OpenTelemetry's wait-time histogram.** Most of what \`instrument(db)\` adds to a read is \`db.client.connection.wait_time\`: a synchronous histogram, so every acquisition reads the clock twice, chains one promise, and calls the SDK's \`record\`, which hashes the attribute set on every call (in isolation, about 1 µs with the one attribute it has, 3 µs with six). The rest (the router's own count per attribute set, reported at export as an observable counter, and a look for the active span) is the \`connectionWaitTime: false\` row. The counters were synchronous at first and cost more: \`add\` hashes its attributes too. There is no observable histogram in OpenTelemetry's API to move the wait times off the read path, hence the option. The cross-process rows scatter by ±15 µs between sides on this shared 2-core machine; the paired rows, in one process, are the evidence.
@@ -85,7 +90,7 @@ ${missed.join('\n')}
 
 **Koa without a database.** On a route that does nothing, a request costs about 18 µs here, so \`pinning()\`'s per-request work (its AsyncLocalStorage flow, the cookie-header check, its async frame) is 5–7 % of it; the no-op middleware column shows that any middleware layer costs 1–3 % on this route. With one read per request (any real route), the ratio is within noise of 1.
 
-${sections.some(section => section.id === 'telemetry' && section.verdicts.some(verdict => !verdict.met)) ? telemetryNote : ''}`;
+${sections.some(section => section.id === 'frameworks' && section.verdicts.some(verdict => !verdict.met)) ? frameworksNote : ''}${sections.some(section => section.id === 'telemetry' && section.verdicts.some(verdict => !verdict.met)) ? telemetryNote : ''}`;
 }
 
 

@@ -26,14 +26,21 @@ export function pinning(options?: PinningOptions): RequestHandler {
 	return function pinning(request: Request, response: Response, next: NextFunction): void {
 		const signed = signedFor(request, settings);
 		const {flow, joined} = requestFlow(request);
-		pinRequest(expressRequest(request, settings), flow, settings, readMethods, signed).then(pin => {
+		const proceed = (pin: RequestPin) => {
 			pinBeforeHeaders(response, () => decide(request, response, flow, pin, settings, signed));
 			if (joined) {
 				next();
 			} else {
 				runInNewFlow(next, flow);
 			}
-		}, next);
+		};
+
+		const pinned = pinRequest(expressRequest(request, settings), flow, settings, readMethods, signed);
+		if (pinned instanceof Promise) {
+			pinned.then(proceed, next);
+		} else {
+			proceed(pinned);
+		}
 	};
 }
 
@@ -66,8 +73,19 @@ function decide(request: Request, response: Response, flow: FlowState, pin: Requ
 	return undefined;
 }
 
-async function setPin(request: Request, response: Response, settings: ResolvedPinningOptions, signed: boolean): Promise<void> {
-	const value = await newPinValue(settings);
+function setPin(request: Request, response: Response, settings: ResolvedPinningOptions, signed: boolean): Promise<void> | undefined {
+	const value = newPinValue(settings);
+	if (value instanceof Promise) {
+		return value.then(position => {
+			writePin(request, response, position, settings, signed);
+		});
+	}
+
+	writePin(request, response, value, settings, signed);
+	return undefined;
+}
+
+function writePin(request: Request, response: Response, value: string, settings: ResolvedPinningOptions, signed: boolean): void {
 	response.cookie(settings.cookie, value, {
 		maxAge: settings.seconds * 1000,
 		path: settings.path,

@@ -75,22 +75,33 @@ export function pinning(options?: PinningOptions): FastifyPluginCallback {
 				markAsWrite(flow);
 			}
 
-			pinRequest(fastifyRequest(request, settings), flow, settings, readMethods, signed).then(pin => {
+			const proceed = (pin: RequestPin) => {
 				states.set(request, {flow, pin, signed});
 				if (joined) {
 					next();
 				} else {
 					runInNewFlow(next, flow);
 				}
-			}, next);
-		});
-		fastify.addHook('onSend', async (request, reply, payload) => {
-			const state = states.get(request);
-			if (state) {
-				await decide(request, reply, state, settings);
-			}
+			};
 
-			return payload;
+			const pinned = pinRequest(fastifyRequest(request, settings), flow, settings, readMethods, signed);
+			if (pinned instanceof Promise) {
+				pinned.then(proceed, next);
+			} else {
+				proceed(pinned);
+			}
+		});
+		fastify.addHook('onSend', (request, reply, payload, next) => {
+			const state = states.get(request);
+			const deciding = state && decide(request, reply, state, settings);
+			if (deciding) {
+				// A WAL-position pin: the headers wait for the primary's position.
+				deciding.then(() => {
+					next(null, payload);
+				}, next);
+			} else {
+				next(null, payload);
+			}
 		});
 		done();
 	};
@@ -115,26 +126,37 @@ export function dbWrite<RequestType extends FastifyRequest = FastifyRequest, Rep
 	};
 }
 
-async function decide(request: FastifyRequest, reply: FastifyReply, {flow, pin, signed}: RequestState, settings: ResolvedPinningOptions): Promise<void> {
-	const flagged = reply.dbWrite;
-	const cookies = reply as unknown as CookieReply;
-	if (responsePins(flow, settings, pin, flagged)) {
-		const value = await newPinValue(settings);
-		cookies.setCookie(settings.cookie, value, {
-			maxAge: settings.seconds,
-			path: settings.path,
-			domain: settings.domain,
-			httpOnly: settings.httpOnly,
-			sameSite: settings.sameSite,
-			secure: settings.secure ?? request.protocol === 'https',
-			signed,
-		});
-		if (settings.header) {
-			void reply.header(settings.header, headerPinValue(value, signerOf(request, signed)));
+/** Sets or clears the pin on the reply; a promise only while a WAL position is read. */
+function decide(request: FastifyRequest, reply: FastifyReply, {flow, pin, signed}: RequestState, settings: ResolvedPinningOptions): Promise<void> | undefined {
+	if (responsePins(flow, settings, pin, reply.dbWrite)) {
+		const value = newPinValue(settings);
+		if (value instanceof Promise) {
+			return value.then(position => {
+				writePin(request, reply, position, settings, signed);
+			});
 		}
+
+		writePin(request, reply, value, settings, signed);
 	} else if (pinServed(pin, settings)) {
 		// Every replica has the write now: the pin has nothing left to do.
-		cookies.clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
+		(reply as unknown as CookieReply).clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
+	}
+
+	return undefined;
+}
+
+function writePin(request: FastifyRequest, reply: FastifyReply, value: string, settings: ResolvedPinningOptions, signed: boolean): void {
+	(reply as unknown as CookieReply).setCookie(settings.cookie, value, {
+		maxAge: settings.seconds,
+		path: settings.path,
+		domain: settings.domain,
+		httpOnly: settings.httpOnly,
+		sameSite: settings.sameSite,
+		secure: settings.secure ?? request.protocol === 'https',
+		signed,
+	});
+	if (settings.header) {
+		void reply.header(settings.header, headerPinValue(value, signerOf(request, signed)));
 	}
 }
 

@@ -25,7 +25,8 @@ export function pinning(options?: PinningOptions): Middleware {
 	return async function pinning(ctx: Context, next: Next): Promise<void> {
 		const {flow, joined} = requestFlow(ctx);
 		const signed = signedFor(ctx, settings);
-		const request = await pinRequest(koaRequest(ctx, settings), flow, settings, readMethods, signed);
+		const pinned = pinRequest(koaRequest(ctx, settings), flow, settings, readMethods, signed);
+		const request = pinned instanceof Promise ? await pinned : pinned;
 		if (log.enabled) {
 			log('%s %s: %s', ctx.method, ctx.path, request.presented?.kind ?? (settings.pinWriteMethods && request.writeMethod ? 'write method' : 'unpinned'));
 		}

@@ -82,18 +82,24 @@ export function requestFlow(owner: object): {flow: FlowState; joined: boolean} {
 	return current?.owner === owner ? {flow: current, joined: true} : {flow: newFlow(owner), joined: false};
 }
 
-/** Reads what the request presents, and pins its flow by it: a write method, or a valid pin. */
-export async function pinRequest(request: PinRequest, flow: FlowState, settings: ResolvedPinningOptions, readMethods: ReadonlySet<string>, signed: boolean): Promise<RequestPin> {
+/**
+ * Reads what the request presents, and pins its flow by it: a write method, or a valid pin.
+ * Synchronous unless the request presents a WAL-position pin (the cluster's identity is
+ * checked): most requests carry no pin, and must not pay for a promise.
+ */
+export function pinRequest(request: PinRequest, flow: FlowState, settings: ResolvedPinningOptions, readMethods: ReadonlySet<string>, signed: boolean): RequestPin | Promise<RequestPin> {
 	// Node hands standard methods over in upper case already.
 	const writeMethod = !readMethods.has(request.method) && !readMethods.has(request.method.toUpperCase());
 	const presented = presentedPin(request, settings, signed);
-	if (settings.pinWriteMethods && writeMethod) {
+	const pin: RequestPin = {writeMethod, presented};
+	if ((settings.pinWriteMethods && writeMethod) || (presented && (presented.kind !== 'lsn' || !settings.db))) {
+		// A write method, a time pin, or a forged one: a forgery may cost primary reads, never older data.
 		pinFlow(flow, settings.db);
-	} else if (presented) {
-		await honour(presented, flow, settings.db);
+	} else if (presented?.kind === 'lsn' && settings.db) {
+		return honourPosition(presented, flow, settings.db).then(() => pin);
 	}
 
-	return {writeMethod, presented};
+	return pin;
 }
 
 /**
@@ -113,20 +119,20 @@ export function pinServed({presented}: RequestPin, settings: ResolvedPinningOpti
 /**
  * The pin to set now: by WAL position (read after the handler's writes committed, so it
  * covers them) with `consistency: 'lsn'`, else (or when the primary cannot say) by time.
+ * A time pin is made at once, without a promise.
  */
-export async function newPinValue(settings: ResolvedPinningOptions): Promise<string> {
+export function newPinValue(settings: ResolvedPinningOptions): string | Promise<string> {
 	const expiresAt = Date.now() + (settings.seconds * 1000);
-	if (settings.consistency === 'lsn' && settings.db) {
-		try {
-			const {systemId, lsn} = await settings.db.primaryPosition();
-			return encodeToken({systemId, lsn, expiresAt});
-		} catch (error) {
-			// Without a position, pin by time: reads go to the primary for `seconds`.
-			log('no WAL position for the pin (%s); pinning by time', (error as Error).message);
-		}
+	const {db} = settings;
+	if (settings.consistency !== 'lsn' || !db) {
+		return `1.${expiresAt}`;
 	}
 
-	return `1.${expiresAt}`;
+	return db.primaryPosition().then(({systemId, lsn}) => encodeToken({systemId, lsn, expiresAt}), (error: unknown) => {
+		// Without a position, pin by time: reads go to the primary for `seconds`.
+		log('no WAL position for the pin (%s); pinning by time', (error as Error).message);
+		return `1.${expiresAt}`;
+	});
 }
 
 /** The pin as the response header carries it: signed where the framework has a secret. */
@@ -167,13 +173,8 @@ export function pinFlow(flow: FlowState, db: MultiDb | undefined): void {
 	}
 }
 
-async function honour(presented: PresentedPin, flow: FlowState, db: MultiDb | undefined): Promise<void> {
-	if (presented.kind !== 'lsn' || !db) {
-		// A time pin, or a forged one: a forgery may cost primary reads, never older data.
-		pinFlow(flow, db);
-		return;
-	}
-
+/** A WAL-position pin of this cluster: the flow's reads need a server that has replayed that far. */
+async function honourPosition(presented: PresentedPin & {kind: 'lsn'}, flow: FlowState, db: MultiDb): Promise<void> {
 	let systemId: string | undefined;
 	try {
 		systemId = await db.systemIdentifier();
