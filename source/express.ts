@@ -101,42 +101,44 @@ function writePin(request: Request, response: Response, value: string, settings:
 }
 
 /**
- * Runs `decide` once, when the response starts (its first `write`, or `end`), and holds the
- * response's bytes until it is done: the pin's cookie must go out with the headers.
+ * Runs `decide` once, when the response starts (`writeHead`, its first `write`, or `end`),
+ * and holds the response until it is done: the pin's cookie must go out with the headers.
+ * Once decided, every call passes straight through (Node's own `end` calls `writeHead`).
  */
 function pinBeforeHeaders(response: Response, decide: () => Promise<void> | undefined): void {
-	const write = response.write.bind(response) as (...arguments_: unknown[]) => boolean;
-	const end = response.end.bind(response) as (...arguments_: unknown[]) => Response;
-	let decided: Promise<void> | undefined;
 	let started = false;
+	let pending: Promise<void> | undefined;
 	const start = (): Promise<void> | undefined => {
 		if (!started) {
 			started = true;
 			// A failure to pin (the primary gone) must not lose the response: it goes out unpinned.
-			decided = response.headersSent ? undefined : decide()?.catch(() => undefined);
+			const deciding = response.headersSent ? undefined : decide()?.catch(() => undefined);
+			pending = deciding?.then(() => {
+				pending = undefined;
+			});
 		}
 
-		return decided;
+		return pending;
 	};
 
-	response.write = function (...arguments_: unknown[]): boolean {
-		const waiting = start();
-		if (!waiting) {
-			return write(...arguments_);
-		}
+	for (const method of ['writeHead', 'write', 'end'] as const) {
+		const original = (response[method] as (...arguments_: unknown[]) => unknown).bind(response);
+		// Each returns what Node's would: `writeHead` and `end` the response, `write` true.
+		const held = method === 'write' ? true : response;
+		Object.defineProperty(response, method, {
+			value(...arguments_: unknown[]): unknown {
+				const waiting = start();
+				if (!waiting) {
+					return original(...arguments_);
+				}
 
-		void waiting.then(() => write(...arguments_));
-		return true;
-	} as Response['write'];
-	response.end = function (...arguments_: unknown[]): Response {
-		const waiting = start();
-		if (!waiting) {
-			return end(...arguments_);
-		}
-
-		void waiting.then(() => end(...arguments_));
-		return response;
-	} as Response['end'];
+				void waiting.then(() => original(...arguments_));
+				return held;
+			},
+			writable: true,
+			configurable: true,
+		});
+	}
 }
 
 /** The framework-neutral view of an Express request (cookies as cookie-parser left them). */

@@ -259,3 +259,25 @@ test('each adapter says what is missing: Express without cookie-parser, Fastify 
 	t.throws(() => fastifyDbWrite(42 as never), {message: /Expected `handler` to be a function/});
 	t.throws(() => expressDbWrite('x' as never), {message: /Expected `handler` to be a function/});
 });
+
+test('express: a handler that writes its head itself (res.writeHead) still gets the pin, by time and by WAL position', async t => {
+	for (const consistency of ['time', 'lsn'] as const) {
+		const sequelize = newSequelize(cluster, {replicas: [lagging]});
+		t.teardown(async () => sequelize.close());
+		const db = multidb(sequelize, {monitorIntervalMs: 0});
+		const app = express();
+		app.use(cookieParser(secret));
+		app.use(expressPinning({db, consistency}));
+		app.post('/raw', async (_request, response) => {
+			await sequelize.query(`INSERT INTO ${table} (body) VALUES ('written, then a raw response')`);
+			response.writeHead(201, {'Content-Type': 'text/plain'});
+			response.write('created');
+			response.end();
+		});
+		const created = await request(app).post('/raw').expect(201);
+		t.is(created.text, 'created');
+		const cookie = pinCookie(created) ?? '';
+		t.regex(cookie, new RegExp(`^${cookieName}=`), consistency);
+		t.is(/=s%3A1\./.test(cookie), consistency === 'time', cookie);
+	}
+});
