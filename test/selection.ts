@@ -179,6 +179,11 @@ test.serial('affinity: a replica known to have replayed everything the flow saw 
 		return answered;
 	});
 	t.deepEqual(servers, ['replica1', 'replica2', 'replica2', 'replica2']);
-	t.is(db.stats().byReason.affinity, 4);
+	// Four reads answered with affinity, plus any attempt that met replica1's dead pooled
+	// connection before failing over (a failed query is counted where it ran); a connect that
+	// failed is a failover but no query.
+	const stats = db.stats();
+	const affinityReads = stats.byReason.affinity ?? 0;
+	t.true(affinityReads >= 4 && affinityReads <= 4 + (stats.failovers.connection ?? 0), JSON.stringify(stats));
 	t.is(db.stats().byReason['affinity-lost'], undefined);
 });
