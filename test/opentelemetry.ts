@@ -200,8 +200,12 @@ test('after a promotion, writes count against the new primary\'s address, and th
 	// The CREATE TABLE (and inserts that failed while it was down) on the old primary, the
 	// INSERT that succeeded on the new one: two series of `primary`.
 	t.true(total(metrics, 'multidb.queries', {...writes, ...at(oldPrimary)}) >= 1);
-	t.is(total(metrics, 'multidb.queries', {...writes, ...at(promoted)}), 1);
-	t.is(total(metrics, 'multidb.health.events', {'multidb.event': 'primaryChanged', ...at(promoted)}), 1);
+	// At least the one that succeeded (an attempt at the very switch may have failed there, and
+	// a failed query is counted where it ran).
+	t.true(total(metrics, 'multidb.queries', {...writes, ...at(promoted)}) >= 1);
+	// The change is counted with the new primary's address (and with no other).
+	const changes = pointsOf(metrics, 'multidb.health.events', {'multidb.event': 'primaryChanged'});
+	t.true(changes.length > 0 && changes.every(point => point.attributes['server.port'] === promoted.port), JSON.stringify(changes));
 	t.is(total(metrics, 'multidb.server.state', {'multidb.server.state': 'primary', ...at(promoted)}), 1);
 	t.is(total(metrics, 'multidb.server.state', {'multidb.server.state': 'quarantined', ...at(oldPrimary)}), 1);
 	// The write pool follows the primary: its connection now goes to the promoted server.
