@@ -9,8 +9,8 @@
 // committed: the response's first bytes wait for that one query (as express-session waits
 // to save a session).
 import type {NextFunction, Request, RequestHandler, Response} from 'express';
-import {runInNewFlow, type FlowState} from './context.js';
-import {headerPinValue, keySigner, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest, type RequestPin} from './pinning-core.js';
+import {headerPinValue, keySigner} from './pin-signer.js';
+import {continueInFlow, pinCookieAttributes, pinRequest, requestFlow, runAsWrite, settlePin, type PinRequest} from './pinning-core.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
@@ -25,22 +25,20 @@ export function pinning(options?: PinningOptions): RequestHandler {
 	const readMethods = new Set(settings.readMethods);
 	return function pinning(request: Request, response: Response, next: NextFunction): void {
 		const signed = signedFor(request, settings);
-		const {flow, joined} = requestFlow(request);
-		const proceed = (pin: RequestPin) => {
-			pinBeforeHeaders(response, () => decide(request, response, flow, pin, settings, signed));
-			if (joined) {
-				next();
-			} else {
-				runInNewFlow(next, flow);
-			}
-		};
-
-		const pinned = pinRequest(expressRequest(request, settings), flow, settings, readMethods, signed);
-		if (pinned instanceof Promise) {
-			pinned.then(proceed, next);
-		} else {
-			proceed(pinned);
-		}
+		const requestFlowState = requestFlow(request);
+		const {flow} = requestFlowState;
+		continueInFlow(requestFlowState, pinRequest(expressRequest(request, settings), flow, settings, readMethods, signed), pin => {
+			// Decided when the response starts: the handler is then done with the database.
+			pinBeforeHeaders(response, () => settlePin(flow, settings, pin, (response.locals as {dbWrite?: unknown}).dbWrite === true, {
+				set: value => {
+					writePin(request, response, value, settings, signed);
+				},
+				clear: () => {
+					// Every replica has the write now: the pin has nothing left to do.
+					response.clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
+				},
+			}));
+		}, next);
 	};
 }
 
@@ -58,43 +56,8 @@ export function dbWrite<RequestType extends Request = Request, ResponseType exte
 	};
 }
 
-/** What the response does about the pin, once its handler is done with the database. */
-function decide(request: Request, response: Response, flow: FlowState, pin: RequestPin, settings: ResolvedPinningOptions, signed: boolean): Promise<void> | undefined {
-	const flagged = (response.locals as {dbWrite?: unknown}).dbWrite === true;
-	if (responsePins(flow, settings, pin, flagged)) {
-		return setPin(request, response, settings, signed);
-	}
-
-	if (pinServed(pin, settings)) {
-		// Every replica has the write now: the pin has nothing left to do.
-		response.clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
-	}
-
-	return undefined;
-}
-
-function setPin(request: Request, response: Response, settings: ResolvedPinningOptions, signed: boolean): Promise<void> | undefined {
-	const value = newPinValue(settings);
-	if (value instanceof Promise) {
-		return value.then(position => {
-			writePin(request, response, position, settings, signed);
-		});
-	}
-
-	writePin(request, response, value, settings, signed);
-	return undefined;
-}
-
 function writePin(request: Request, response: Response, value: string, settings: ResolvedPinningOptions, signed: boolean): void {
-	response.cookie(settings.cookie, value, {
-		maxAge: settings.seconds * 1000,
-		path: settings.path,
-		domain: settings.domain,
-		httpOnly: settings.httpOnly,
-		sameSite: settings.sameSite,
-		secure: settings.secure ?? request.secure,
-		signed,
-	});
+	response.cookie(settings.cookie, value, {...pinCookieAttributes(settings, request.secure), maxAge: settings.seconds * 1000, signed});
 	if (settings.header) {
 		response.setHeader(settings.header, headerPinValue(value, keySigner(secretsOf(request))));
 	}

@@ -9,8 +9,9 @@
 // is set in `onSend`, which every response passes through before its headers leave (an
 // error's too), so a WAL-position pin can wait for the primary's position there.
 import type {FastifyPluginCallback, FastifyReply, FastifyRequest} from 'fastify';
-import {runInNewFlow, type FlowState} from './context.js';
-import {headerPinValue, markAsWrite, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest, type PinSigner, type RequestPin} from './pinning-core.js';
+import type {FlowState} from './context.js';
+import {headerPinValue, type PinSigner} from './pin-signer.js';
+import {continueInFlow, markAsWrite, pinCookieAttributes, pinRequest, requestFlow, runAsWrite, settlePin, type PinRequest, type RequestPin} from './pinning-core.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
@@ -70,30 +71,29 @@ export function pinning(options?: PinningOptions): FastifyPluginCallback {
 		fastify.decorateReply('dbWrite', false);
 		fastify.addHook('preHandler', (request, _reply, next) => {
 			const signed = signedFor(request, settings);
-			const {flow, joined} = requestFlow(request);
+			const requestFlowState = requestFlow(request);
+			const {flow} = requestFlowState;
 			if ((request.routeOptions.config as PinningRouteConfig).dbWrite === true) {
 				markAsWrite(flow);
 			}
 
-			const proceed = (pin: RequestPin) => {
+			continueInFlow(requestFlowState, pinRequest(fastifyRequest(request, settings), flow, settings, readMethods, signed), pin => {
 				states.set(request, {flow, pin, signed});
-				if (joined) {
-					next();
-				} else {
-					runInNewFlow(next, flow);
-				}
-			};
-
-			const pinned = pinRequest(fastifyRequest(request, settings), flow, settings, readMethods, signed);
-			if (pinned instanceof Promise) {
-				pinned.then(proceed, next);
-			} else {
-				proceed(pinned);
-			}
+			}, error => {
+				next(error as Error | undefined);
+			});
 		});
 		fastify.addHook('onSend', (request, reply, payload, next) => {
 			const state = states.get(request);
-			const deciding = state && decide(request, reply, state, settings);
+			const deciding = state && settlePin(state.flow, settings, state.pin, reply.dbWrite, {
+				set: value => {
+					writePin(request, reply, value, settings, state.signed);
+				},
+				clear: () => {
+					// Every replica has the write now: the pin has nothing left to do.
+					(reply as unknown as CookieReply).clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
+				},
+			});
 			if (deciding) {
 				// A WAL-position pin: the headers wait for the primary's position.
 				deciding.then(() => {
@@ -126,35 +126,9 @@ export function dbWrite<RequestType extends FastifyRequest = FastifyRequest, Rep
 	};
 }
 
-/** Sets or clears the pin on the reply; a promise only while a WAL position is read. */
-function decide(request: FastifyRequest, reply: FastifyReply, {flow, pin, signed}: RequestState, settings: ResolvedPinningOptions): Promise<void> | undefined {
-	if (responsePins(flow, settings, pin, reply.dbWrite)) {
-		const value = newPinValue(settings);
-		if (value instanceof Promise) {
-			return value.then(position => {
-				writePin(request, reply, position, settings, signed);
-			});
-		}
-
-		writePin(request, reply, value, settings, signed);
-	} else if (pinServed(pin, settings)) {
-		// Every replica has the write now: the pin has nothing left to do.
-		(reply as unknown as CookieReply).clearCookie(settings.cookie, {path: settings.path, domain: settings.domain});
-	}
-
-	return undefined;
-}
-
 function writePin(request: FastifyRequest, reply: FastifyReply, value: string, settings: ResolvedPinningOptions, signed: boolean): void {
-	(reply as unknown as CookieReply).setCookie(settings.cookie, value, {
-		maxAge: settings.seconds,
-		path: settings.path,
-		domain: settings.domain,
-		httpOnly: settings.httpOnly,
-		sameSite: settings.sameSite,
-		secure: settings.secure ?? request.protocol === 'https',
-		signed,
-	});
+	// @fastify/cookie takes `maxAge` in seconds.
+	(reply as unknown as CookieReply).setCookie(settings.cookie, value, {...pinCookieAttributes(settings, request.protocol === 'https'), maxAge: settings.seconds, signed});
 	if (settings.header) {
 		void reply.header(settings.header, headerPinValue(value, signerOf(request, signed)));
 	}

@@ -8,7 +8,8 @@
 import createDebug from 'debug';
 import type {Context, Middleware, Next} from 'koa';
 import {runInNewFlow} from './context.js';
-import {headerPinValue, keySigner, newPinValue, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest} from './pinning-core.js';
+import {headerPinValue, keySigner} from './pin-signer.js';
+import {newPinValue, pinCookieAttributes, pinRequest, pinServed, requestFlow, responsePins, runAsWrite, type PinRequest} from './pinning-core.js';
 import {resolvePinningOptions, type PinningOptions, type ResolvedPinningOptions} from './pinning-options.js';
 import {invalid} from './validate.js';
 
@@ -88,16 +89,7 @@ async function setPin(ctx: Context, settings: ResolvedPinningOptions, signed: bo
 }
 
 function cookieAttributes(ctx: Context, settings: ResolvedPinningOptions, signed: boolean) {
-	return {
-		maxAge: settings.seconds * 1000,
-		path: settings.path,
-		domain: settings.domain,
-		httpOnly: settings.httpOnly,
-		sameSite: settings.sameSite,
-		secure: settings.secure ?? ctx.secure,
-		signed,
-		overwrite: true,
-	};
+	return {...pinCookieAttributes(settings, ctx.secure), maxAge: settings.seconds * 1000, signed, overwrite: true};
 }
 
 function signedFor(ctx: Context, settings: ResolvedPinningOptions): boolean {

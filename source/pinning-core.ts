@@ -1,16 +1,17 @@
 // Read-your-writes pinning, whatever the web framework: what a request presents (a pin in
 // a cookie or a header, a write method), how the request's flow is pinned by it, whether
-// the response must pin the client, and the pin's value. An adapter (koa.ts) reads its
-// framework's request and writes its response through the two small views below, with the
+// the response must pin the client, and the pin's value. Each adapter (koa.ts, express.ts,
+// fastify.ts) reads its framework's request through `PinRequest` and writes the pin with its
 // framework's own cookie and signing machinery.
 //
 // A pin is `1.<expiry epoch ms>` (`consistency: 'time'`: reads go to the primary) or a
 // consistency token with the primary's WAL position after the write (`consistency: 'lsn'`:
 // reads go to any replica that has replayed that far).
 import createDebug from 'debug';
-import {currentScope, marksOf, newFlow, usePrimaryDb, type FlowState} from './context.js';
+import {currentScope, marksOf, newFlow, runInNewFlow, usePrimaryDb, type FlowState} from './context.js';
 import {warningCodes, warnOnce} from './errors.js';
-import {decodeToken, encodeToken, signValue, verifiedValue} from './lsn.js';
+import {decodeToken, encodeToken} from './lsn.js';
+import type {PinSigner} from './pin-signer.js';
 import type {MultiDb} from './multidb.js';
 import type {ResolvedPinningOptions} from './pinning-options.js';
 
@@ -43,28 +44,6 @@ export interface PinRequest {
 	header(name: string): string;
 	/** Signs and checks header pins, where the framework has a secret; without one they go unsigned. */
 	readonly signer: PinSigner | undefined;
-}
-
-/** A framework's signing machinery, for header pins (cookies are signed by the framework itself). */
-export interface PinSigner {
-	sign(value: string): string;
-	/** The value of a signed string, and whether its signature is valid; undefined when it is not in signed form. */
-	unsign(signed: string): {readonly value: string; readonly valid: boolean} | undefined;
-}
-
-/** Signs as `value~signature`, an HMAC by the first key, checked by any (Koa's `app.keys`, cookie-parser's secret). */
-export function keySigner(keys: readonly string[] | undefined): PinSigner | undefined {
-	if (!keys || keys.length === 0) {
-		return undefined;
-	}
-
-	return {
-		sign: value => signValue(value, keys),
-		unsign(signed) {
-			const separator = signed.lastIndexOf('~');
-			return separator < 0 ? undefined : {value: signed.slice(0, separator), valid: verifiedValue(signed, keys) !== undefined};
-		},
-	};
 }
 
 /** Where a request stands: its method, and the pin it presented (if any). */
@@ -103,6 +82,68 @@ export function pinRequest(request: PinRequest, flow: FlowState, settings: Resol
 }
 
 /**
+ * For frameworks whose middleware continue by callback (Express, Fastify): once the request
+ * is pinned by what it presents (at once, or after a WAL-position pin is checked), tells
+ * `pinned` where it stands and continues the request inside its flow; `next(error)` if the
+ * check failed.
+ */
+export function continueInFlow({flow, joined}: {flow: FlowState; joined: boolean}, pin: RequestPin | Promise<RequestPin>, pinned: (pin: RequestPin) => void, next: (error?: unknown) => void): void {
+	const proceed = (settled: RequestPin) => {
+		pinned(settled);
+		if (joined) {
+			next();
+		} else {
+			runInNewFlow(next, flow);
+		}
+	};
+
+	if (pin instanceof Promise) {
+		pin.then(proceed, next);
+	} else {
+		proceed(pin);
+	}
+}
+
+/** How an adapter sets and clears the pin on its framework's response. */
+export interface PinWriter {
+	set(value: string): void;
+	clear(): void;
+}
+
+/**
+ * What the response does about the pin once its handler is done with the database: sets it
+ * (a promise only while a WAL position is read), clears an LSN pin every replica has
+ * replayed, or nothing.
+ */
+export function settlePin(flow: FlowState, settings: ResolvedPinningOptions, pin: RequestPin, flagged: boolean, writer: PinWriter): Promise<void> | undefined {
+	if (responsePins(flow, settings, pin, flagged)) {
+		const value = newPinValue(settings);
+		if (value instanceof Promise) {
+			return value.then(position => {
+				writer.set(position);
+			});
+		}
+
+		writer.set(value);
+	} else if (pinServed(pin, settings)) {
+		writer.clear();
+	}
+
+	return undefined;
+}
+
+/** The pin cookie's attributes every framework takes alike (each adds its lifetime, in its unit, and `signed`). */
+export function pinCookieAttributes(settings: ResolvedPinningOptions, secureRequest: boolean) {
+	return {
+		path: settings.path,
+		domain: settings.domain,
+		httpOnly: settings.httpOnly,
+		sameSite: settings.sameSite,
+		secure: settings.secure ?? secureRequest,
+	};
+}
+
+/**
  * The response must pin the client: a write method, a write flag the handler set on the
  * framework's request or response (`flagged`), a `dbWrite` handler, or a write that ran.
  */
@@ -133,11 +174,6 @@ export function newPinValue(settings: ResolvedPinningOptions): string | Promise<
 		log('no WAL position for the pin (%s); pinning by time', (error as Error).message);
 		return `1.${expiresAt}`;
 	});
-}
-
-/** The pin as the response header carries it: signed where the framework has a secret. */
-export function headerPinValue(value: string, signer: PinSigner | undefined): string {
-	return signer ? signer.sign(value) : value;
 }
 
 /**
